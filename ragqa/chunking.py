@@ -1,0 +1,100 @@
+"""Paragraphs -> Chunks with stable IDs; long paragraphs split at sentence boundaries."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+from .schema import Article, Chunk
+
+CHUNKER_VERSION = 1
+
+_HAN = re.compile(r"[\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff]")
+_DIGIT = re.compile(r"\d")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+_OTHER = re.compile(r"[^\w\s]")
+
+
+def approx_tokens(text: str) -> int:
+    """LLM tokens of `text`, estimated without a tokenizer.
+
+    Calibrated on Qwen2.5's byte-level BPE over the seed articles (1.37 characters per token): each
+    Hangul/CJK character ~1 token, each digit 1 (Qwen splits numbers into digits), each punctuation mark 1,
+    each Latin word ~1.3.
+    """
+    return math.ceil(
+        len(_HAN.findall(text))
+        + len(_DIGIT.findall(text))
+        + len(_OTHER.findall(text))
+        + 1.3 * len(_LATIN_WORD.findall(text))
+    )
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def chunk_id(doc_id: str, paragraph: int, part: int | None = None) -> str:
+    """'000-5cafd9bf:p03', or '000-5cafd9bf:p03.2' for the second part of a split paragraph."""
+    return f"{doc_id}:p{paragraph:02d}" + (f".{part}" if part else "")
+
+
+def split_paragraph(text: str, max_tokens: int) -> list[str]:
+    """Consecutive pieces of `text`, each within `max_tokens` where sentences allow, cut between sentences."""
+    total = approx_tokens(text)
+    if total <= max_tokens:
+        return [text]
+    from .lexical import sentence_spans
+
+    units: list[tuple[int, int]] = []
+    for a, b in sentence_spans(text):
+        units.extend(_hard_split(text, a, b, max_tokens))
+    parts = math.ceil(total / max_tokens)
+    target = total / parts
+    pieces: list[str] = []
+    start, size = units[0][0], 0
+    for a, b in units:
+        n = approx_tokens(text[a:b])
+        if size and (size + n > max_tokens or size >= target):
+            pieces.append(text[start:a])
+            start, size = a, 0
+        size += n
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def _hard_split(text: str, a: int, b: int, max_tokens: int) -> list[tuple[int, int]]:
+    """A sentence longer than the budget is cut at spaces (or anywhere, for unbroken text)."""
+    if approx_tokens(text[a:b]) <= max_tokens:
+        return [(a, b)]
+    out, start, size = [], a, 0
+    for m in re.finditer(r"\S+\s*", text[a:b]):
+        n = approx_tokens(m.group())
+        if size and size + n > max_tokens:
+            out.append((start, a + m.start()))
+            start, size = a + m.start(), 0
+        size += n
+    out.append((start, b))
+    # A single "word" over budget (no spaces at all) is cut every `max_tokens` characters.
+    fine: list[tuple[int, int]] = []
+    for s, e in out:
+        while approx_tokens(text[s:e]) > max_tokens and e - s > max_tokens:
+            fine.append((s, s + max_tokens))
+            s += max_tokens
+        fine.append((s, e))
+    return fine
+
+
+def chunk_article(article: Article, max_tokens: int) -> list[Chunk]:
+    chunks = []
+    for n, paragraph in enumerate(article.paragraphs, 1):
+        pieces = split_paragraph(paragraph, max_tokens)
+        for j, piece in enumerate(pieces, 1):
+            cid = chunk_id(article.doc_id, n, j if len(pieces) > 1 else None)
+            chunks.append(Chunk(chunk_id=cid, doc_id=article.doc_id, text=piece, hash=content_hash(piece)))
+    return chunks
+
+
+def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
+    return [c for a in articles for c in chunk_article(a, max_tokens)]

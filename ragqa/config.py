@@ -1,0 +1,61 @@
+"""One settings object: paths, model choices, retrieval and generation budgets (env: RAGQA_*)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import UsageError
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGQA_", extra="forbid", validate_assignment=True)
+
+    seeds_dir: Path = Path("seeds")
+    index_dir: Path = Path("index")
+    models_dir: Path = Path("models")
+
+    # A preset name (see `ragqa models list`), a hub repo id, a local folder, or "none" (lexical only).
+    embed_model: str = "e5-small"
+    # A preset name, a path to a .gguf file, or "none" (extractive answers only).
+    llm: str = "qwen2.5-1.5b"
+    # Only for GGUF files that carry no chat template; otherwise the file's own template is used.
+    chat_format: str | None = None
+
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Mode = "hybrid"
+    rrf_k: int = Field(60, ge=1)
+
+    # Chunks: paragraphs longer than this (estimated LLM tokens) are split at sentence boundaries.
+    chunk_max_tokens: int = Field(220, ge=40)
+    # Prompt budget for retrieved passages; prefill on a 2-core CPU runs ~185 tokens/s.
+    context_max_tokens: int = Field(1100, ge=100)
+    answer_max_tokens: int = Field(512, ge=16)
+    n_ctx: int = Field(4096, ge=512)
+    n_threads: int | None = None
+    embed_batch_size: int = Field(16, ge=1)
+
+    offline: bool = False
+    hub_timeout: float = Field(3.0, gt=0)
+    trust_remote_code: bool = False
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from RAGQA_* variables plus explicit overrides (None values are ignored)."""
+    known = {f"RAGQA_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith("RAGQA_") and k not in known)
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]}; valid: {', '.join(sorted(known))}")
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise UsageError(f"bad setting {field}: {err['msg']}") from None

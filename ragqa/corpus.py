@@ -1,0 +1,439 @@
+"""Read article files, strip page chrome, split multi-article files into Articles."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CorpusError, UsageError
+from .schema import Article
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+@dataclass
+class CorpusFile:
+    path: Path
+    source: str  # stable name used for IDs: path relative to the root it was found under
+    sha256: str
+    articles: list[Article]
+
+
+@dataclass
+class Corpus:
+    files: list[CorpusFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): article files not read
+    ignored: int = 0  # files that are not articles (.jsonl, .png, ...)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def articles(self) -> list[Article]:
+        return [a for f in self.files for a in f.articles]
+
+    @property
+    def dropped_lines(self) -> int:
+        return sum(len(a.dropped) for a in self.articles)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]], int]:
+    """Supported files under `paths` as (path, source name), (path, reason) for unreadable folders, and the
+    number of files ignored for their type."""
+    found: list[tuple[Path, str]] = []
+    skipped: list[tuple[str, str]] = []
+    ignored = 0
+    for root in paths:
+        if not root.exists():
+            raise UsageError(f"path not found: {root}")
+        if root.is_file():
+            if root.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise UsageError(
+                    f"unsupported file type: {root} (ragqa reads {', '.join(sorted(SUPPORTED_SUFFIXES))})"
+                )
+            found.append((root, root.name))
+            continue
+        # followlinks=False: a symlink loop cannot trap the walk; symlinked files are still read.
+        for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append((e.filename, e.strerror))):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                if name.startswith("."):
+                    continue
+                if p.suffix.lower() not in SUPPORTED_SUFFIXES:
+                    ignored += 1
+                    continue
+                found.append((p, p.relative_to(root).as_posix()))
+    return found, skipped, ignored
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_bytes(data: bytes) -> tuple[str, str | None]:
+    """Text and an optional warning; raises CorpusError for binary or undecodable data."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), None
+        except UnicodeDecodeError:
+            raise CorpusError("invalid UTF-16 text") from None
+    if b"\x00" in data[:4096]:
+        guess = _utf16_without_bom(data)
+        if guess is not None:
+            return guess, None
+        raise CorpusError("binary file, not text")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp949")  # superset of EUC-KR, the usual legacy Korean encoding
+        if _plausible_text(text):
+            return text, None
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    if bad <= max(3, len(text) // 200):
+        return text, f"{bad} invalid UTF-8 byte sequence(s) replaced with �"
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is not None and _plausible_text(str(best)):
+        return str(best), f"decoded as {best.encoding}"
+    raise CorpusError("cannot decode: not UTF-8, UTF-16 or CP949/EUC-KR text")
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    # UTF-16 puts its zero bytes (high bytes of ASCII) on one parity only; binary data has them on both.
+    sample = data[:4096]
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    for enc, zeros, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if zeros and other * 2 < zeros and len(data) % 2 == 0:
+            try:
+                text = data.decode(enc)
+            except UnicodeDecodeError:
+                continue
+            if _plausible_text(text):
+                return text
+    return None
+
+
+def _plausible_text(text: str) -> bool:
+    if not text.strip():
+        return True
+    control = sum(1 for c in text if unicodedata.category(c) in ("Cc", "Co", "Cn") and c not in "\n\r\t\f")
+    return control / len(text) < 0.01
+
+
+def read_text(path: Path) -> tuple[str, bytes, str | None]:
+    """(NFC text, raw bytes, warning) of one file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise CorpusError(f"file too large ({size // 1_000_000} MB > {MAX_FILE_BYTES // 1_000_000} MB)")
+        data = path.read_bytes()
+    except PermissionError:
+        raise CorpusError("permission denied") from None
+    except IsADirectoryError:
+        raise CorpusError("is a directory") from None
+    except OSError as e:
+        raise CorpusError(e.strerror or str(e)) from None
+    if path.suffix.lower() in HTML_SUFFIXES:
+        text, warning = decode_bytes(data)
+        text = html_to_text(text)
+    else:
+        text, warning = decode_bytes(data)
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text, data, warning
+
+
+def html_to_text(html: str) -> str:
+    try:
+        import trafilatura
+    except ImportError:
+        raise CorpusError("HTML needs the optional extractor: pip install 'ragqa[html]'") from None
+    text = trafilatura.extract(html, include_comments=False, include_tables=False, favor_precision=True)
+    if not text:
+        raise CorpusError("no article text found in this HTML page")
+    return text
+
+
+# ---------------------------------------------------------------- cleaning
+
+_CLOSERS = re.escape("\"'”’」』)]")
+# A sentence ends in terminal punctuation; a long line ending in "다" is a sentence that lost its period
+# (truncated files), while a short one is a headline such as ◇"중국이 더 좋은 칩 만든다".
+_TERMINAL = re.compile(rf"[.!?。][{_CLOSERS}]*\s*$")
+_DA_END = re.compile(rf"다[{_CLOSERS}]*\s*$")
+_HEADING_MARK = re.compile(r"^\s*[◇◆■□▲△▶▷【\[<]")
+_CAPTION = re.compile(r"(사진|이미지|그래픽|자료|영상|출처)\s*[=:＝]|이미지\s*확대보기|캡처\.?\s*$|캡쳐\.?\s*$")
+_CAPTION_INLINE = re.compile(r"\s*[(\[]\s*(사진|이미지|그래픽|자료|출처)\s*[=:＝][^)\]]{0,60}[)\]]")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_COPYRIGHT = re.compile(r"(?i)copyright|ⓒ|©|무단\s*전재|재배포\s*금지|all rights reserved|저작권자")
+_BYLINE_ONLY = re.compile(r"^[가-힣]{2,4}\s*(기자|특파원|통신원|연구원|연구소장|논설위원|객원기자|선임기자)(\s*[,·]\s*[가-힣]{2,4}\s*기자)*\s*$")
+_DATESTAMP = re.compile(r"^(입력|수정|승인|등록|게재|업데이트|기사입력|최종수정)\s*[:：]?\s*[\d.\-/: ]*$")
+_PROMO = re.compile(
+    r"회원(을 위한 서비스|이 되시면|\s*혜택|가입)|구독(하기|신청|하세요)|뉴스레터|앱\s*다운로드|기사\s*응원|"
+    r"제보(하기|는)|카카오톡.*(친구|채널)|좋아요|공유하기|댓글"
+)
+_LINK_BLOCK = re.compile(
+    r"(?i)^\s*(today[`'’]?s\s*hot|hot\s*(뉴스|news|이슈)|많이\s*본\s*(기사|뉴스)|관련\s*기사|인기\s*(기사|뉴스)|"
+    r"추천\s*(기사|뉴스)|주요\s*뉴스|포토\s*뉴스|실시간\s*(뉴스|인기)|이\s*시각\s*(주요|인기)|핫\s*클릭)\b"
+)
+_MENU_WORDS = {
+    "메뉴", "검색", "검색버튼", "로그인", "로그아웃", "회원가입", "닫기", "공유", "img", "image", "입력", "수정",
+    "맨위로", "맨", "위로", "스크롤", "맨위로스크롤", "top", "글자크기", "인쇄", "프린트", "이전", "다음", "목록",
+    "전체메뉴", "홈", "home", "구독", "로고", "기사공유", "페이스북", "트위터", "카카오톡", "url복사", "가", "스크랩",
+}
+_BULLET = re.compile(r"^\s*[•·▶▷■□◆○●\-*]\s*")
+# "<outlet> <name> 기자 | text" or "(서울=연합뉴스) <name> 기자 = text": the start of an article.
+_ARTICLE_START = re.compile(
+    r"^(?:(?P<outlet>[^\s|]{2,20}(?:\s[^\s|]{2,20})?)\s+(?P<name>[가-힣]{2,4})\s*(?:기자|특파원)\s*[|ㅣ│]\s*"
+    r"|\((?P<dateline>[^()=]{1,15}=[^()]{1,15})\)\s*(?P<name2>[가-힣]{2,4})\s*(?:기자|특파원)\s*=\s*)"
+)
+_HANJA_HEADLINE = re.compile(r"^[中美日韓北英獨佛露與野]\s")
+
+
+def is_sentence(line: str) -> bool:
+    if _HEADING_MARK.match(line) and len(line) < 150:
+        return False
+    return bool(_TERMINAL.search(line)) or (len(line) >= 60 and bool(_DA_END.search(line)))
+
+
+def _boilerplate_reason(line: str) -> str | None:
+    s = line.strip()
+    words = s.replace("|", " ").split()
+    if not s:
+        return None
+    if len(s) <= 120 and _COPYRIGHT.search(s):
+        return "copyright"
+    if len(s) <= 100 and _EMAIL.search(s):
+        return "byline/e-mail"
+    if _BYLINE_ONLY.match(s):
+        return "byline"
+    if _DATESTAMP.match(s):
+        return "date stamp"
+    if len(s) <= 100 and _CAPTION.search(s):
+        return "caption"
+    if len(s) <= 80 and _PROMO.search(s):
+        return "promo"
+    if len(s) <= 40 and words and sum(w.lower().strip(".:") in _MENU_WORDS or w.endswith("로고") for w in words) >= max(1, len(words) - 1):
+        return "menu"
+    if len(s) <= 20 and _BULLET.match(s):
+        return "menu"
+    if len(s) <= 3 and not is_sentence(s):
+        return "fragment"
+    return None
+
+
+def clean_lines(lines: list[str]) -> tuple[list[str], list[str]]:
+    """Story lines and dropped boilerplate lines, in order. Blank lines are kept as separators."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    seen_short: set[str] = set()
+    in_link_block = False
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            kept.append("")
+            continue
+        if _LINK_BLOCK.match(line):
+            in_link_block = True
+            dropped.append(line)
+            continue
+        if in_link_block:
+            # A link block runs until something that reads like story text again.
+            if len(line) >= 80 and _TERMINAL.search(line) and _boilerplate_reason(line) is None:
+                in_link_block = False
+            else:
+                dropped.append(line)
+                continue
+        if _boilerplate_reason(line):
+            dropped.append(line)
+            continue
+        line = _CAPTION_INLINE.sub("", line)
+        if len(line) > 100:
+            line = _EMAIL.sub("", line).strip()
+        if len(line) < 100 and not is_sentence(line):
+            key = re.sub(r"\W+", "", line)
+            if key in seen_short:  # repeated caption or headline line
+                dropped.append(line)
+                continue
+            seen_short.add(key)
+        kept.append(line)
+    return kept, dropped
+
+
+def _blocks(lines: list[str], markdown: bool) -> list[str]:
+    """Paragraphs: one per line for news text files, blank-line separated blocks for Markdown."""
+    if not markdown:
+        return [ln for ln in lines if ln]
+    out, cur = [], []
+    for ln in lines + [""]:
+        if ln:
+            cur.append(ln)
+        elif cur:
+            out.append(" ".join(cur))
+            cur = []
+    return out
+
+
+def _strip_markdown(text: str) -> str:
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"(?m)^\s{0,3}#{1,6}\s*", "", text)
+    text = re.sub(r"(?m)^\s{0,3}>\s?", "", text)
+    return re.sub(r"(\*\*|__|`)", "", text)
+
+
+def _similar(a: str, b: str) -> bool:
+    ta, tb = set(re.findall(r"\w+", a)), set(re.findall(r"\w+", b))
+    return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= 0.6
+
+
+def _is_heading(p: str) -> bool:
+    return len(p) <= 150 and not is_sentence(p)
+
+
+def build_articles(text: str, source: str, markdown: bool = False) -> list[Article]:
+    """Clean one file's text and return its articles (several if it pastes several together)."""
+    if markdown:
+        text = _strip_markdown(text)
+    kept, dropped = clean_lines(text.split("\n"))
+    paragraphs = _blocks(kept, markdown)
+    segments: list[list[str]] = [[]]
+    for p in paragraphs:
+        m = _ARTICLE_START.match(p)
+        if m:
+            dropped.append(p[: m.end()].strip())
+            p = p[m.end():].strip()
+            prev = segments[-1]
+            if any(not _is_heading(x) for x in prev):
+                # Headlines just above the byline belong to the new article, not the previous one.
+                carry = []
+                while prev and _is_heading(prev[-1]):
+                    carry.insert(0, prev.pop())
+                segments.append(carry)
+        if p:
+            segments[-1].append(p)
+    segments = [s for s in segments if s]
+    base = doc_slug(source)
+    articles = []
+    for i, seg in enumerate(segments, 1):
+        title, body = _split_title(seg, dropped)
+        body = _merge_headings(body)
+        if not body:
+            dropped.extend(seg)
+            continue
+        doc_id = base if len(segments) == 1 else f"{base}-a{i}"
+        articles.append(Article(doc_id=doc_id, source=source, title=title, paragraphs=body, dropped=[]))
+    if articles:
+        articles[0].dropped = dropped
+    return articles
+
+
+def _split_title(paras: list[str], dropped: list[str]) -> tuple[str | None, list[str]]:
+    """The first headline-like paragraph before any story sentence is the title; echoes of it are dropped."""
+    title = None
+    body: list[str] = []
+    for p in paras:
+        if title is None and not body and _is_heading(p) and len(p) >= 8:
+            title = p
+            continue
+        if title is not None and _is_heading(p) and _similar(p, title):
+            dropped.append(p)
+            continue
+        body.append(p)
+    return title, body
+
+
+MIN_PARAGRAPH_CHARS = 60
+
+
+def _merge_headings(paras: list[str]) -> list[str]:
+    """Subheadings and deck lines join the paragraph that follows them (or precede nothing: dropped)."""
+    out: list[str] = []
+    pending: list[str] = []
+    for p in paras:
+        if _is_heading(p):
+            pending.append(p)
+            continue
+        if pending:
+            head = "\n".join(pending)
+            if len(head) >= MIN_PARAGRAPH_CHARS:
+                out.append(head)
+            else:
+                p = head + "\n" + p
+            pending = []
+        out.append(p)
+    if pending:
+        tail = "\n".join(pending)
+        if out and len(tail) < MIN_PARAGRAPH_CHARS:
+            out[-1] = out[-1] + "\n" + tail
+        else:
+            out.append(tail)
+    return out
+
+
+def doc_slug(source: str) -> str:
+    """Short readable article ID from a file name: '000_5cafd9bf1db64a43.txt' -> '000-5cafd9bf'."""
+    stem = Path(source).stem
+    slug = re.sub(r"[^0-9A-Za-z가-힣]+", "-", unicodedata.normalize("NFC", stem)).strip("-").lower()
+    slug = slug[:12].rstrip("-")
+    if not slug:
+        slug = "doc-" + hashlib.sha1(source.encode()).hexdigest()[:6]
+    return slug
+
+
+def load_corpus(paths: list[Path], strict: bool = False, progress=None) -> Corpus:
+    """Read every supported file under `paths`; unreadable files are skipped with a reason."""
+    found, skipped, ignored = discover(paths)
+    corpus = Corpus(skipped=list(skipped), ignored=ignored)
+    explicit = {p.resolve() for p in paths if p.is_file()}
+    for path, source in found:
+        if progress:
+            progress(source)
+        try:
+            text, data, warning = read_text(path)
+        except CorpusError as e:
+            if strict or path.resolve() in explicit:
+                raise CorpusError(f"{path}: {e}") from None
+            corpus.skipped.append((str(path), str(e)))
+            continue
+        if warning:
+            corpus.warnings.append(f"{path}: {warning}")
+        articles = build_articles(text, source, markdown=path.suffix.lower() in (".md", ".markdown"))
+        if not articles:
+            corpus.skipped.append((str(path), "no article text after removing boilerplate"))
+            continue
+        corpus.files.append(CorpusFile(path, source, hashlib.sha256(data).hexdigest(), articles))
+    _dedupe_ids(corpus)
+    if not corpus.files:
+        detail = f" ({len(corpus.skipped)} file(s) skipped: {corpus.skipped[0][1]})" if corpus.skipped else ""
+        where = ", ".join(str(p) for p in paths)
+        raise CorpusError(f"no readable articles in {where}{detail}; ragqa reads .txt, .md and .html files")
+    return corpus
+
+
+def _dedupe_ids(corpus: Corpus) -> None:
+    """Two files whose names slug to the same ID get a short hash of their source path appended."""
+    owners: dict[str, set[str]] = {}
+    for f in corpus.files:
+        owners.setdefault(doc_slug(f.source), set()).add(f.source)
+    for f in corpus.files:
+        base = doc_slug(f.source)
+        if len(owners[base]) > 1:
+            tag = hashlib.sha1(f.source.encode()).hexdigest()[:4]
+            for a in f.articles:
+                a.doc_id = a.doc_id.replace(base, f"{base}-{tag}", 1)

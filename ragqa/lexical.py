@@ -1,0 +1,186 @@
+"""Korean-aware tokenization and sentence splitting (kiwipiepy) and BM25 (bm25s)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+TOKENIZER_VERSION = "kiwi-content-morphs-1"
+
+# Content morphemes: nouns, numerals, foreign words, numbers, Hanja, roots, verb and adjective stems.
+# Particles (J*), endings (E*) and affixes (XS*) are what make "알리바바는" differ from "알리바바가".
+_KEEP_TAGS = ("NNG", "NNP", "NNB", "NR", "SL", "SN", "SH", "XR", "VV", "VA")
+_KO_STOP = {
+    "하", "있", "되", "않", "같", "없", "보", "것", "수", "등", "때", "중", "바", "데", "뿐", "따르", "위하",
+    "대하", "통하", "관하", "이", "그", "저", "어떻", "무엇", "왜", "누구", "언제", "어디", "얼마나", "무슨",
+}
+_EN_STOP = set(
+    "a an the and or but if of to in on at by for with from as is are was were be been being do does did "
+    "what which who whom whose why how when where that this these those it its they them their he she his her "
+    "we you i me my our your not no so than then there here about into over after before under up down out "
+    "can could would should will shall may might must has have had any all some more most such only also very "
+    "according said say says tell told".split()
+)
+# Korean headlines abbreviate countries and parties to one Hanja: 中 테크업계, 美 추월.
+_HANJA_ABBR = {
+    "中": "중국", "美": "미국", "日": "일본", "韓": "한국", "北": "북한", "英": "영국", "獨": "독일",
+    "佛": "프랑스", "露": "러시아", "印": "인도", "與": "여당", "野": "야당",
+}
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def kiwi():
+    """The shared Kiwi analyzer (about 1 s to load, so loaded once and only when needed)."""
+    from kiwipiepy import Kiwi
+
+    with _lock:
+        # The typo and multi-word dictionaries double load time and do not help edited news text.
+        return Kiwi(load_typo_dict=False, load_multi_dict=False)
+
+
+def _norm(form: str, tag: str) -> str | None:
+    if tag == "SN":
+        return form.replace(",", "")
+    if tag == "SL":
+        w = form.lower()
+        return None if w in _EN_STOP else w
+    if tag == "SH":
+        return _HANJA_ABBR.get(form, form)
+    base = tag.split("-")[0]
+    if base not in _KEEP_TAGS or form in _KO_STOP:
+        return None
+    return form
+
+
+def _tokens_of(morphs) -> list[str]:
+    out: list[str] = []
+    run: list = []  # touching Latin/number morphemes: "H200" arrives as H/SL + 200/SN
+
+    def flush():
+        if len(run) == 1:
+            tok = _norm(run[0].form, run[0].tag)
+            if tok:
+                out.append(tok)
+        elif run:
+            out.append("".join(m.form for m in run).lower().replace(",", ""))
+        run.clear()
+
+    for m in morphs:
+        if m.tag in ("SL", "SN"):
+            if run and m.start != run[-1].start + run[-1].len:
+                flush()
+            run.append(m)
+            continue
+        flush()
+        tok = _norm(m.form, m.tag)
+        if tok:
+            out.append(tok)
+    flush()
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Content tokens of one text: '알리바바는 H200을' -> ['알리바바', 'h200']."""
+    if not text.strip():
+        return []
+    return _tokens_of(kiwi().tokenize(text))
+
+
+def tokenize_many(texts: list[str]) -> list[list[str]]:
+    """Content tokens of many texts, analysed in Kiwi's worker threads."""
+    if not texts:
+        return []
+    return [_tokens_of(r) for r in kiwi().tokenize(texts)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Contiguous (start, end) spans of the sentences of `text`; together they cover it exactly."""
+    if not text.strip():
+        return [(0, len(text))] if text else []
+    starts = sorted({s.start for s in kiwi().split_into_sents(text)} | {0})
+    starts = [s for s in starts if 0 <= s < len(text)]
+    ends = starts[1:] + [len(text)]
+    return list(zip(starts, ends))
+
+
+def split_sentences(text: str) -> list[str]:
+    return [t for a, b in sentence_spans(text) if (t := text[a:b].strip())]
+
+
+def is_korean(text: str) -> bool:
+    """True when Hangul outnumbers Latin letters (decides the answer language)."""
+    hangul = len(re.findall(r"[\uac00-\ud7a3\u3131-\u318e]", text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return hangul > 0 and hangul * 3 >= latin
+
+
+# ---------------------------------------------------------------- BM25
+
+
+class BM25:
+    """A bm25s index over pre-tokenized chunks, addressed by row number."""
+
+    K1, B, METHOD = 1.5, 0.75, "lucene"
+
+    def __init__(self, model):
+        self.model = model
+        self.vocab = model.vocab_dict
+
+    @classmethod
+    def build_from_ids(cls, token_ids: list[np.ndarray], vocab: dict[str, int]) -> "BM25":
+        """BM25 over chunks given as ids into `vocab` (which must hold '' for token-less chunks)."""
+        import bm25s
+
+        model = bm25s.BM25(k1=cls.K1, b=cls.B, method=cls.METHOD)
+        model.index(([list(map(int, t)) for t in token_ids], vocab), show_progress=False)
+        return cls(model)
+
+    def save(self, directory: Path) -> None:
+        self.model.save(str(directory), allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> "BM25":
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(directory), mmap=mmap, allow_pickle=False))
+
+    @property
+    def num_docs(self) -> int:
+        return int(self.model.scores["num_docs"])
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        ids = [self.vocab[t] for t in tokens if t in self.vocab]
+        if not ids:
+            return np.zeros(self.num_docs, dtype=np.float32)
+        return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency as bm25s computes it (0 for unknown tokens)."""
+        tid = self.vocab.get(token)
+        if tid is None:
+            return 0.0
+        ptr = self.model.scores["indptr"]
+        df = int(ptr[tid + 1] - ptr[tid])
+        return float(np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)))
+
+    def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        """Top-k (row, score) pairs with a positive score, best first."""
+        return top_k(self.scores(tokens), k)
+
+
+def top_k(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Rows with the k highest positive scores, best first (ties broken by row order)."""
+    positive = np.flatnonzero(scores > 0)
+    if positive.size == 0:
+        return []
+    if positive.size > k:
+        part = np.argpartition(-scores[positive], k - 1)[:k]
+        positive = positive[part]
+    order = sorted(positive.tolist(), key=lambda r: (-scores[r], r))
+    return [(r, float(scores[r])) for r in order]

@@ -1,0 +1,63 @@
+"""Korean-aware tokens and BM25, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ragqa.lexical import BM25, is_korean, split_sentences, tokenize, top_k
+
+
+def test_particles_and_endings_are_dropped():
+    assert tokenize("알리바바는") == tokenize("알리바바가") == ["알리바바"]
+    assert tokenize("허용했다") == tokenize("허용하겠다고") == ["허용"]
+    assert tokenize("미국이 H200 수출을 허용한 이유는?") == ["미국", "h200", "수출", "허용", "이유"]
+
+
+def test_latin_numbers_and_hanja():
+    assert tokenize("A100 and the 3,142.93 points") == ["a100", "3142.93", "points"]
+    assert tokenize("中 테크업계, 美 추월") == ["중국", "테크", "업계", "미국", "추월"]
+    assert tokenize("") == [] and tokenize("?!…") == []
+
+
+def test_sentences():
+    text = '그는 "알리바바가 개발했다. 정말이다"라고 말했다. H200은 최신 칩이다.'
+    assert split_sentences(text) == ['그는 "알리바바가 개발했다. 정말이다"라고 말했다.', "H200은 최신 칩이다."]
+
+
+def test_is_korean():
+    assert is_korean("미국이 H200 수출을 허용한 이유는?")
+    assert not is_korean("Why did the US allow H200 exports?")
+
+
+def build(docs: list[list[str]]) -> BM25:
+    vocab = {"": 0}
+    ids = [np.array([vocab.setdefault(t, len(vocab)) for t in d], np.int32) for d in docs]
+    return BM25.build_from_ids(ids, vocab)
+
+
+def test_bm25_matches_hand_computed_lucene_scores():
+    docs = [["칩", "칩", "엔비디아"], ["칩", "화웨이"], ["알리바바"]]
+    bm = build(docs)
+    n, avgdl, k1, b = 3, 2.0, BM25.K1, BM25.B
+
+    def expected(doc, term):
+        df = sum(term in d for d in docs)
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        tf = doc.count(term)
+        return idf * tf / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+
+    scores = bm.scores(["칩"])
+    assert scores == pytest.approx([expected(d, "칩") for d in docs], rel=1e-5)
+    assert bm.idf("화웨이") == pytest.approx(math.log(1 + (3 - 1 + 0.5) / 1.5))
+    assert bm.scores(["없는단어"]).tolist() == [0, 0, 0]
+    assert bm.search(["칩", "화웨이"], 5)[0][0] == 1
+
+
+def test_top_k_orders_and_drops_zero_scores():
+    scores = np.array([0.0, 2.0, 5.0, 2.0, 0.0, 1.0], np.float32)
+    assert top_k(scores, 3) == [(2, 5.0), (1, 2.0), (3, 2.0)]
+    assert top_k(scores, 10) == [(2, 5.0), (1, 2.0), (3, 2.0), (5, 1.0)]
+    assert top_k(np.zeros(4, np.float32), 2) == []
