@@ -1,0 +1,280 @@
+"""Command line: parse options, call the library, format output, map errors to exit codes.
+
+stdout carries results (text, or one JSON object with --json); progress, notes and errors go to stderr.
+Exit codes: 0 ok, 1 a problem with the data, index or models, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+from enum import Enum
+
+import typer
+
+from .errors import RagqaError
+
+app = typer.Typer(
+    name="ragqa",
+    help=(
+        "Ask questions about a folder of news articles and get answers that cite the paragraphs they rest on.\n\n"
+        "Start with `ragqa index seeds/`, then `ragqa search \"H200 수출\"` or `ragqa ask \"Why did the US "
+        "allow H200 exports?\"`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+models_app = typer.Typer(help="List and download the embedding and LLM presets.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+IndexDir = Annotated[
+    Optional[Path], typer.Option("--index-dir", help="Index directory [env RAGQA_INDEX_DIR; default: index/]")
+]
+ModelsDir = Annotated[
+    Optional[Path], typer.Option("--models-dir", help="Model cache [env RAGQA_MODELS_DIR; default: models/]")
+]
+EmbedModel = Annotated[
+    Optional[str],
+    typer.Option(
+        "--embed-model",
+        help="Embedding model: e5-small (default), e5-base, bge-m3, a hub repo id, a local folder, or 'none' "
+        "[env RAGQA_EMBED_MODEL]",
+    ),
+]
+TopK = Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, max=100, help="Number of passages [default 5]")]
+class Mode(str, Enum):
+    hybrid = "hybrid"
+    dense = "dense"
+    lexical = "lexical"
+
+
+ModeOpt = Annotated[
+    Optional[Mode], typer.Option("--mode", help="hybrid (BM25 + dense fused by RRF; default), dense or lexical")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors")]
+
+
+def err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def command(fn):
+    """Run a command body, turning expected failures into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except RagqaError as e:
+            if debug:
+                raise
+            err(f"error: {e}")
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as e:  # an unexpected failure: still one line, unless --debug
+            if debug:
+                raise
+            err(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def settings_from(**overrides):
+    from .config import load_settings
+
+    return load_settings(**overrides)
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+class StageProgress:
+    """Progress on stderr: a live bar on a terminal, one line per stage otherwise."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self.stage = None
+        self.bar = None
+        self.task = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            if self.tty:
+                self._start_bar(stage, total)
+            else:
+                err(f"{stage}…" + (f" ({total})" if total else ""))
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=done, total=total or None)
+
+    def _start_bar(self, stage: str, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self.bar.start()
+        self.task = self.bar.add_task(stage, total=total or None)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------- index
+
+
+@app.command("index")
+@command
+def index_cmd(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders of articles [default: seeds/]")] = None,
+    embed_model: EmbedModel = None,
+    index_dir: IndexDir = None,
+    models_dir: ModelsDir = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on any unreadable file instead of skipping it")] = False,
+    wait: Annotated[
+        Optional[float], typer.Option("--wait", help="Seconds to wait for another running build (default: forever)")
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: Debug = False,
+):
+    """Read, clean and chunk the articles; build the BM25 and vector index (incrementally)."""
+    from .build import build_index
+
+    settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model)
+    paths = paths or [settings.seeds_dir]
+    explicit = embed_model is not None or "RAGQA_EMBED_MODEL" in os.environ
+    progress = StageProgress()
+    try:
+        report = build_index(
+            paths, settings, embed_explicit=explicit, progress=progress, strict=strict, lock_wait=wait,
+            on_wait=lambda pid: err(f"waiting for another ragqa build of {settings.index_dir} (pid {pid})…"),
+        )
+    finally:
+        progress.close()
+    if report.ignored_files:
+        err(f"ignored {report.ignored_files} file(s) that are not .txt/.md/.html articles")
+    for path, reason in report.skipped:
+        err(f"skipped {path}: {reason}")
+    for w in report.warnings:
+        err(f"warning: {w}")
+    if report.dense is None and report.dense_note:
+        err(f"note: lexical-only index — {report.dense_note}")
+    if json_out:
+        emit_json({k: v for k, v in vars(report).items() if k != "dropped"} | {"dropped": report.dropped})
+        return
+    what = "up to date" if report.up_to_date else "indexed"
+    dense = f"dense: {report.dense}" if report.dense else "lexical-only"
+    reuse = f", embedded {report.embedded} (reused {report.reused_vectors})" if report.dense and not report.up_to_date else ""
+    print(
+        f"{what}: {report.articles} articles, {report.chunks} chunks from {report.files} files; "
+        f"dropped {report.dropped_lines} boilerplate lines; {dense}{reuse}; {report.seconds:.1f} s -> "
+        f"{report.index_dir}"
+    )
+
+
+# ---------------------------------------------------------------- search
+
+
+@app.command("search")
+@command
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="Question or keywords, in Korean or English")],
+    top_k: TopK = None,
+    mode: ModeOpt = None,
+    embed_model: EmbedModel = None,
+    index_dir: IndexDir = None,
+    models_dir: ModelsDir = None,
+    json_out: JsonOpt = False,
+    debug: Debug = False,
+):
+    """Find the passages that best match QUERY."""
+    from . import store
+    from .retrieve import Retriever, clean_query
+
+    clean_query(query)  # a usage error before any loading
+    settings = settings_from(
+        index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, mode=mode and mode.value
+    )
+    retriever = Retriever(store.load(settings.index_dir), settings, embed_explicit=embed_model is not None)
+    result = retriever.search(query, settings.top_k, settings.mode)
+    for note in result.notes:
+        err(f"note: {note}")
+    if json_out:
+        emit_json(result.model_dump())
+        return
+    if not result.hits:
+        err("no matching passages")
+        return
+    for h in result.hits:
+        print(f"{h.rank:>2}  {h.chunk_id:<22} {h.score:>9.4f}  {one_line(h.title, 60)}")
+        print(f"    {one_line(h.text, 150)}")
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+@command
+def models_list(models_dir: ModelsDir = None, json_out: JsonOpt = False, debug: Debug = False):
+    """Show the presets and which of them are downloaded."""
+    from .models import list_models
+
+    settings = settings_from(models_dir=models_dir)
+    rows = list_models(settings.models_dir)
+    if json_out:
+        emit_json({"models_dir": str(settings.models_dir), "models": rows})
+        return
+    for r in rows:
+        mark = "present" if r["present"] else "-"
+        print(f"{r['kind']:<6} {r['name']:<13} {mark:<8} {r['size']:<30} {r['repo']} {r['file']}")
+        print(f"       {r['note']}")
+
+
+@models_app.command("pull")
+@command
+def models_pull(
+    names: Annotated[list[str], typer.Argument(help="Preset names, e.g. e5-small qwen2.5-1.5b")],
+    models_dir: ModelsDir = None,
+    debug: Debug = False,
+):
+    """Download presets into the models folder (resumable; needs internet)."""
+    from .errors import UsageError
+    from .models import EMBED_PRESETS, LLM_PRESETS, pull
+
+    settings = settings_from(models_dir=models_dir)
+    for name in names:
+        preset = EMBED_PRESETS.get(name) or LLM_PRESETS.get(name)
+        if preset is None:
+            raise UsageError(f"unknown preset {name!r}; choose from {', '.join([*EMBED_PRESETS, *LLM_PRESETS])}")
+        err(f"downloading {preset.repo} ({preset.size}) into {settings.models_dir}…")
+        path = pull(preset, settings.models_dir, settings, progress=sys.stderr.isatty())
+        print(f"{name}: {path}")
+
+
+def main() -> None:
+    app()

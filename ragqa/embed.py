@@ -1,0 +1,106 @@
+"""Embedders: query and passage encoding are separate calls; vectors come back L2-normalized float32."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .errors import ModelUnavailable
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+    query_prompt: str
+    passage_prompt: str
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (never from the network)."""
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        query_prompt: str = "",
+        passage_prompt: str = "",
+        max_seq_length: int = 512,
+        batch_size: int = 16,
+        trust_remote_code: bool = False,
+    ):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            # local_files_only: the model is on disk; transformers must not probe the hub for updates.
+            self.model = SentenceTransformer(
+                str(path), device="cpu", trust_remote_code=trust_remote_code, local_files_only=True
+            )
+        except Exception as e:
+            raise ModelUnavailable(
+                f"cannot load embedding model from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+                "delete the folder and run `ragqa models pull` again"
+            ) from None
+        if self.model.max_seq_length:
+            self.model.max_seq_length = min(self.model.max_seq_length, max_seq_length)
+        self.name = name
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        # Presets know their prompts (e5: "query: "/"passage: "); other models may carry their own.
+        prompts = getattr(self.model, "prompts", None) or {}
+        self.query_prompt = query_prompt or prompts.get("query", "")
+        self.passage_prompt = passage_prompt or prompts.get("document", prompts.get("passage", ""))
+        self.batch_size = batch_size
+
+    def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
+        vecs = self.model.encode(
+            texts,
+            prompt=prompt or None,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt)
+
+    def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        step = max(self.batch_size * 8, 64)
+        for start in range(0, len(texts), step):
+            out[start : start + step] = self._encode(texts[start : start + step], self.passage_prompt)
+            if progress:
+                progress(min(step, len(texts) - start))
+        return out
+
+
+def load_embedder(spec: str, settings, allow_download: bool = True) -> SentenceTransformerEmbedder:
+    """The embedder named by `spec` (preset, repo id or folder); downloads it first when allowed."""
+    from .models import ensure_embedder, resolve_embedder
+
+    if allow_download:
+        path, preset = ensure_embedder(spec, settings)
+    else:
+        path, preset = resolve_embedder(spec, settings.models_dir)
+        if path is None:
+            raise ModelUnavailable(
+                f"embedding model '{spec}' is not in {settings.models_dir}; run `ragqa models pull {spec}`"
+            )
+    return SentenceTransformerEmbedder(
+        path,
+        name=spec,
+        query_prompt=preset.query_prompt,
+        passage_prompt=preset.passage_prompt,
+        max_seq_length=preset.max_seq_length,
+        batch_size=settings.embed_batch_size,
+        trust_remote_code=settings.trust_remote_code,
+    )

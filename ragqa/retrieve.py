@@ -1,0 +1,121 @@
+"""Dense, lexical and hybrid (reciprocal rank fusion) search over a loaded index."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+from .errors import IndexMismatch, ModelUnavailable, RagqaError, UsageError
+from .lexical import tokenize
+from .schema import SearchResult
+from .store import Index
+
+MAX_QUERY_CHARS = 1000
+
+
+def clean_query(query: str) -> tuple[str, list[str]]:
+    """NFC, control characters removed, whitespace collapsed, length bounded; empty is a usage error."""
+    notes = []
+    q = unicodedata.normalize("NFC", query)
+    q = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in q)
+    q = re.sub(r"\s+", " ", q).strip()
+    if not q:
+        raise UsageError("empty query: pass a question or keywords, e.g. ragqa search \"H200 수출 허용\"")
+    if len(q) > MAX_QUERY_CHARS:
+        notes.append(f"query truncated from {len(q)} to {MAX_QUERY_CHARS} characters")
+        q = q[:MAX_QUERY_CHARS]
+    return q, notes
+
+
+def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank of d), ranks from 1."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, 1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+class Retriever:
+    """Search one index; the embedding model is loaded on the first dense query and kept."""
+
+    def __init__(self, index: Index, settings, embedder=None, embed_explicit: bool = False):
+        self.index = index
+        self.settings = settings
+        self._embedder = embedder
+        self._embed_error: str | None = None
+        dense = index.dense
+        if dense and embed_explicit and settings.embed_model not in (dense["model"], "none"):
+            raise IndexMismatch(
+                f"the index was built with embedding model '{dense['model']}' ({dense['dim']}-d) but "
+                f"'{settings.embed_model}' was requested: rebuild with `ragqa index --embed-model "
+                f"{settings.embed_model}` or drop the option"
+            )
+
+    @property
+    def has_dense(self) -> bool:
+        return self.index.dense is not None
+
+    def embedder(self):
+        if self._embedder is None and self._embed_error is None:
+            from .embed import load_embedder
+
+            try:
+                emb = load_embedder(self.index.dense["model"], self.settings)
+            except ModelUnavailable as e:
+                self._embed_error = str(e)
+                raise
+            if emb.dim != self.index.dense["dim"]:
+                raise IndexMismatch(
+                    f"embedding model '{emb.name}' gives {emb.dim}-d vectors but the index holds "
+                    f"{self.index.dense['dim']}-d ones; rebuild with `ragqa index`"
+                )
+            self._embedder = emb
+        if self._embedder is None:
+            raise ModelUnavailable(self._embed_error or "embedding model unavailable")
+        return self._embedder
+
+    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
+        return self.index.bm25.search(tokenize(query), k)
+
+    def dense(self, query: str, k: int) -> list[tuple[int, float]]:
+        vec = self.embedder().encode_queries([query])
+        scores, rows = self.index.faiss.search(np.ascontiguousarray(vec, dtype=np.float32), min(k, self.index.n))
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> SearchResult:
+        query, notes = clean_query(query)
+        k = k or self.settings.top_k
+        mode = mode or self.settings.mode
+        if mode not in ("hybrid", "dense", "lexical"):
+            raise UsageError(f"unknown mode {mode!r}: choose hybrid, dense or lexical")
+        if mode != "lexical" and not self.has_dense:
+            if mode == "dense":
+                wanted = self.index.manifest.get("dense_wanted") or "e5-small"
+                fix = f"`ragqa models pull {wanted}`, then " if wanted != "none" else ""
+                raise RagqaError(
+                    "this index is lexical-only (built without an embedding model): use --mode lexical, or "
+                    f"run {fix}`ragqa index` to add dense vectors"
+                )
+            notes.append("lexical-only index: hybrid search used BM25 only")
+            mode = "lexical"
+        if mode == "hybrid":
+            try:
+                self.embedder()
+            except ModelUnavailable as e:
+                notes.append(f"dense search unavailable ({e}); hybrid search used BM25 only")
+                mode = "lexical"
+        if mode == "lexical":
+            ranked = self.lexical(query, k)
+        elif mode == "dense":
+            ranked = self.dense(query, k)
+        else:
+            depth = max(50, 4 * k)
+            lex = [r for r, _ in self.lexical(query, depth)]
+            den = [r for r, _ in self.dense(query, depth)]
+            fused = rrf([lex, den], self.settings.rrf_k)[:k]
+            ranked = [(int(r), s) for r, s in fused]
+        hits = [self.index.hit(row, rank, score) for rank, (row, score) in enumerate(ranked, 1)]
+        return SearchResult(query=query, mode=mode, hits=hits, notes=notes)

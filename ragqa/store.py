@@ -1,0 +1,404 @@
+"""The index directory: manifest.json + one data folder (chunk table, BM25, FAISS); atomic save, validated load.
+
+Layout:
+    index/manifest.json      the commit point: replaced atomically, names the data folder in use
+    index/data-<generation>/ chunk texts, hashes, tokens, BM25 arrays, vectors, FAISS index
+    index/.lock              held by `ragqa index` while it builds
+A build writes a new data folder, then swaps the manifest; a reader opens whatever the manifest names, so it
+sees the old index or the new one, never a mix. Old folders and debris of killed builds are removed by the
+next build.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from .schema import Chunk, Hit
+
+FORMAT = "ragqa-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+REBUILD = "rebuild it with `ragqa index`"
+
+
+# ---------------------------------------------------------------- compact tables
+
+
+def write_strings(path: Path, strings: list[str]) -> None:
+    """UTF-8 strings concatenated in `<path>.bin` with int64 offsets in `<path>.off.npy`."""
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    with open(f"{path}.bin", "wb") as f:
+        f.write(b"".join(encoded))
+    np.save(f"{path}.off.npy", offsets, allow_pickle=False)
+
+
+class StringTable:
+    """Read side of write_strings: memory-mapped, decodes one string at a time."""
+
+    def __init__(self, path: Path):
+        self.offsets = np.load(f"{path}.off.npy", mmap_mode="r", allow_pickle=False)
+        size = os.path.getsize(f"{path}.bin")
+        if size != int(self.offsets[-1]):
+            raise IndexCorrupt(f"{path.name}.bin is {size} bytes, expected {int(self.offsets[-1])}")
+        self.blob = np.memmap(f"{path}.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.blob[a:b].tobytes().decode("utf-8")
+
+
+def write_ragged(path: Path, arrays: list[np.ndarray]) -> None:
+    """Variable-length int32 rows: flat values in `<path>.npy`, int64 offsets in `<path>.off.npy`."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    flat = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, np.int32)
+    np.save(f"{path}.npy", flat, allow_pickle=False)
+    np.save(f"{path}.off.npy", offsets, allow_pickle=False)
+
+
+def read_ragged(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.load(f"{path}.npy", mmap_mode="r", allow_pickle=False),
+        np.load(f"{path}.off.npy", mmap_mode="r", allow_pickle=False),
+    )
+
+
+# ---------------------------------------------------------------- what a build hands over
+
+
+@dataclass
+class IndexContents:
+    chunks: list[Chunk]
+    articles: list[dict]  # {"doc_id", "source", "title"} in first-appearance order
+    token_ids: list[np.ndarray]  # per chunk, ids into `vocab`
+    vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
+    vectors: np.ndarray | None
+    manifest: dict = field(default_factory=dict)  # corpus, chunker, lexical, dense sections
+
+
+# ---------------------------------------------------------------- locking
+
+
+@contextmanager
+def index_lock(index_dir: Path, wait: float | None = None, on_wait=None):
+    """Exclusive build lock; waits up to `wait` seconds (None: forever) for another build to finish."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            if wait == 0:
+                raise IndexBusy(
+                    f"{index_dir} is being built by another ragqa process (pid {holder}); try again when it finishes"
+                ) from None
+            if on_wait:
+                on_wait(holder)
+            deadline = None if wait is None else time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise IndexBusy(
+                            f"gave up after {wait:g} s waiting for another ragqa build of {index_dir} (pid {holder})"
+                        ) from None
+                    time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+# ---------------------------------------------------------------- save
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+    for d in [path, *[p for p in path.rglob("*") if p.is_dir()]]:
+        _fsync_dir(d)
+
+
+def write_data(tmp: Path, contents: IndexContents) -> dict:
+    """Write every data file into `tmp`; returns the manifest's 'files' section (name -> bytes)."""
+    from .lexical import BM25
+
+    write_strings(tmp / "chunk_text", [c.text for c in contents.chunks])
+    write_strings(tmp / "chunk_hash", [c.hash for c in contents.chunks])
+    doc_index = {a["doc_id"]: i for i, a in enumerate(contents.articles)}
+    np.save(tmp / "chunk_doc.npy", np.array([doc_index[c.doc_id] for c in contents.chunks], np.int32))
+    (tmp / "articles.json").write_text(json.dumps(contents.articles, ensure_ascii=False), encoding="utf-8")
+    write_ragged(tmp / "tokens", contents.token_ids)
+    vocab_list = sorted(contents.vocab, key=contents.vocab.get)
+    (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
+    BM25.build_from_ids(contents.token_ids, contents.vocab).save(tmp / "bm25")
+    if contents.vectors is not None:
+        import faiss
+
+        np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
+        faiss.write_index(make_faiss_index(contents.vectors), str(tmp / "faiss.index"))
+    return {
+        p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+
+
+def faiss_kind(n: int) -> str:
+    """Exact search while it is cheap; HNSW (approximate, recall measured by the benchmarks) above that."""
+    return "flat" if n <= HNSW_THRESHOLD else "hnsw"
+
+
+HNSW_THRESHOLD = 50_000
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
+
+
+def make_faiss_index(vectors: np.ndarray):
+    import faiss
+
+    n, dim = vectors.shape
+    if faiss_kind(n) == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    if n:
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def save(index_dir: Path, contents: IndexContents) -> dict:
+    """Write a new generation and switch the manifest to it atomically. Call under index_lock."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    generation = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    tmp = index_dir / f".tmp-{generation}"
+    tmp.mkdir()
+    try:
+        files = write_data(tmp, contents)
+        _fsync_tree(tmp)
+        data_dir = index_dir / f"data-{generation}"
+        os.rename(tmp, data_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    from . import __version__
+
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ragqa_version": __version__,
+        "generation": generation,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data_dir": data_dir.name,
+        **contents.manifest,
+        "counts": {
+            "articles": len(contents.articles),
+            "chunks": len(contents.chunks),
+            **contents.manifest.get("counts", {}),
+        },
+        "files": files,
+        "chunk_ids": [c.chunk_id for c in contents.chunks],
+    }
+    tmp_manifest = index_dir / f".manifest-{generation}.tmp"
+    with open(tmp_manifest, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, ensure_ascii=False, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_manifest, index_dir / MANIFEST)
+    _fsync_dir(index_dir)
+    cleanup(index_dir, keep=data_dir.name)
+    return manifest
+
+
+def cleanup(index_dir: Path, keep: str | None) -> list[str]:
+    """Remove data folders other than `keep` and debris of interrupted builds. Call under index_lock."""
+    removed = []
+    for p in index_dir.iterdir():
+        stale_data = p.name.startswith("data-") and p.name != keep
+        debris = p.name.startswith((".tmp-", ".manifest-"))
+        if stale_data or debris:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+# ---------------------------------------------------------------- load
+
+
+def read_manifest(index_dir: Path) -> dict:
+    path = index_dir / MANIFEST
+    if not path.exists():
+        if index_dir.exists() and any(p.name.startswith("data-") for p in index_dir.iterdir()):
+            raise IndexCorrupt(f"{path} is missing; {REBUILD}")
+        raise IndexMissing(f"no index in {index_dir}; build one with `ragqa index [PATH ...]`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexCorrupt(f"{path} is not valid JSON ({e}); {REBUILD}") from None
+    except OSError as e:
+        raise IndexCorrupt(f"cannot read {path}: {e.strerror}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexCorrupt(f"{path} is not a ragqa manifest; {REBUILD}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise IndexCorrupt(f"{path} has no valid format_version; {REBUILD}")
+    if version > FORMAT_VERSION:
+        raise IndexMismatch(
+            f"{index_dir} was written by a newer ragqa ({manifest.get('ragqa_version', '?')}, index format "
+            f"{version}; this one reads {FORMAT_VERSION}): upgrade ragqa or {REBUILD}"
+        )
+    if version < FORMAT_VERSION:
+        raise IndexMismatch(f"{index_dir} uses old index format {version}; {REBUILD}")
+    for key in ("data_dir", "files", "chunk_ids", "lexical"):
+        if key not in manifest:
+            raise IndexCorrupt(f"{path} lacks '{key}'; {REBUILD}")
+    dense = manifest.get("dense")
+    if dense is not None and not (isinstance(dense.get("dim"), int) and dense["dim"] > 0):
+        raise IndexCorrupt(f"{path} has an invalid dense.dim ({dense.get('dim')!r}); {REBUILD}")
+    return manifest
+
+
+class Index:
+    """A loaded, validated index generation. Large arrays stay memory-mapped."""
+
+    def __init__(self, index_dir: Path, manifest: dict):
+        self.dir = index_dir
+        self.manifest = manifest
+        self.data = index_dir / manifest["data_dir"]
+        if not self.data.is_dir():
+            raise FileNotFoundError(self.data)
+        for name, size in manifest["files"].items():
+            actual = (self.data / name).stat().st_size
+            if actual != size:
+                raise IndexCorrupt(f"{name} is {actual} bytes, the manifest says {size} (truncated?); {REBUILD}")
+        self.chunk_ids: list[str] = manifest["chunk_ids"]
+        self.n = len(self.chunk_ids)
+        self.texts = StringTable(self.data / "chunk_text")
+        self.hashes = StringTable(self.data / "chunk_hash")
+        self.chunk_doc = np.load(self.data / "chunk_doc.npy", mmap_mode="r", allow_pickle=False)
+        self.articles: list[dict] = json.loads((self.data / "articles.json").read_text(encoding="utf-8"))
+        if not (len(self.texts) == len(self.hashes) == len(self.chunk_doc) == self.n):
+            raise IndexCorrupt(
+                f"chunk table has {len(self.texts)} rows but the manifest lists {self.n} chunk IDs; {REBUILD}"
+            )
+        from .lexical import BM25
+
+        try:
+            self.bm25 = BM25.load(self.data / "bm25")
+        except Exception as e:
+            raise IndexCorrupt(f"BM25 index unreadable ({type(e).__name__}: {e}); {REBUILD}") from None
+        if self.bm25.num_docs != self.n:
+            raise IndexCorrupt(f"BM25 index has {self.bm25.num_docs} rows, expected {self.n}; {REBUILD}")
+        if self.dense is not None:
+            self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
+
+    @property
+    def dense(self) -> dict | None:
+        return self.manifest.get("dense")
+
+    @cached_property
+    def faiss(self):
+        import faiss
+
+        path = self.data / "faiss.index"
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as e:
+                raise IndexCorrupt(f"FAISS index unreadable ({str(e).splitlines()[0][:120]}); {REBUILD}") from None
+        if index.ntotal != self.n or index.d != self.dense["dim"]:
+            raise IndexCorrupt(
+                f"FAISS index holds {index.ntotal}×{index.d} vectors, expected {self.n}×{self.dense['dim']}; {REBUILD}"
+            )
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = max(index.hnsw.efSearch, HNSW_EF_SEARCH)
+        return index
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        vecs = np.load(self.data / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        if vecs.shape != (self.n, self.dense["dim"]):
+            raise IndexCorrupt(f"vectors.npy has shape {vecs.shape}, expected ({self.n}, {self.dense['dim']}); {REBUILD}")
+        return vecs
+
+    @cached_property
+    def tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        return read_ragged(self.data / "tokens")
+
+    @cached_property
+    def vocab(self) -> dict[str, int]:
+        words = json.loads((self.data / "vocab.json").read_text(encoding="utf-8"))
+        return {w: i for i, w in enumerate(words)}
+
+    @cached_property
+    def rows(self) -> dict[str, int]:
+        return {cid: i for i, cid in enumerate(self.chunk_ids)}
+
+    def title(self, row: int) -> str:
+        art = self.articles[int(self.chunk_doc[row])]
+        if art.get("title"):
+            return art["title"]
+        first = self.texts[row]
+        return art.get("display_title") or (first[:59] + "…" if len(first) > 60 else first)
+
+    def doc_id(self, row: int) -> str:
+        return self.articles[int(self.chunk_doc[row])]["doc_id"]
+
+    def hit(self, row: int, rank: int, score: float) -> Hit:
+        return Hit(
+            rank=rank, chunk_id=self.chunk_ids[row], doc_id=self.doc_id(row), score=round(float(score), 6),
+            text=self.texts[row], title=self.title(row),
+        )
+
+
+def load(index_dir: Path, attempts: int = 3) -> Index:
+    """Open the generation the manifest names; retries if a concurrent build swapped it mid-open."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        manifest = read_manifest(index_dir)
+        try:
+            return Index(index_dir, manifest)
+        except FileNotFoundError as e:
+            last = e
+            time.sleep(0.05)
+            if read_manifest(index_dir).get("generation") == manifest.get("generation"):
+                break
+        except (ValueError, OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexCorrupt(f"{index_dir} is damaged ({type(e).__name__}: {e}); {REBUILD}") from None
+    raise IndexCorrupt(f"{index_dir} is missing data files ({last}); {REBUILD}")

@@ -1,0 +1,135 @@
+"""The real sentence-transformers path on a tiny local model; dense and hybrid search; incremental builds."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from conftest import make_settings
+from ragqa import store
+from ragqa.build import build_index
+from ragqa.embed import SentenceTransformerEmbedder, load_embedder
+from ragqa.errors import IndexMismatch, ModelUnavailable
+from ragqa.models import ensure_embedder
+from ragqa.retrieve import Retriever
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_embedder_path):
+    return SentenceTransformerEmbedder(
+        tiny_embedder_path, "tiny", query_prompt="query: ", passage_prompt="passage: ", batch_size=4
+    )
+
+
+def test_query_and_passage_encodings_are_separate_and_normalized(embedder):
+    text = "엔비디아 H200 중국 수출 허용"
+    q = embedder.encode_queries([text])
+    p = embedder.encode_passages([text])
+    assert q.shape == p.shape == (1, 32) and q.dtype == np.float32
+    assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert not np.allclose(q, p)  # the "query: " / "passage: " prompts change the input
+    assert np.allclose(embedder.encode_queries([text]), q)  # deterministic
+
+
+def test_batched_passage_encoding_matches_one_by_one(embedder, seed_texts):
+    texts = [t[:200] for t in seed_texts] * 3
+    seen = []
+    batched = embedder.encode_passages(texts, progress=seen.append)
+    single = np.vstack([embedder.encode_passages([t]) for t in texts])
+    assert np.allclose(batched, single, atol=1e-5)
+    assert sum(seen) == len(texts)
+
+
+def test_dense_index_manifest(dense_index, tiny_embedder_path):
+    index = store.load(dense_index.index_dir)
+    assert index.dense["model"] == str(tiny_embedder_path)
+    assert index.dense["dim"] == 32 and index.dense["normalized"] is True
+    assert index.dense["faiss"] == "flat"
+    assert index.vectors.shape == (74, 32)
+    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
+
+
+def test_dense_search_matches_brute_force(dense_index):
+    index = store.load(dense_index.index_dir)
+    retriever = Retriever(index, dense_index)
+    query = "알리바바 자체 AI 칩 개발"
+    result = retriever.search(query, k=5, mode="dense")
+    qv = retriever.embedder().encode_queries([query])[0]
+    oracle = np.argsort(-(np.asarray(index.vectors) @ qv), kind="stable")[:5]
+    assert [h.chunk_id for h in result.hits] == [index.chunk_ids[r] for r in oracle]
+    assert result.hits[0].score == pytest.approx(float(np.asarray(index.vectors)[oracle[0]] @ qv), abs=1e-5)
+
+
+def test_hybrid_fuses_both_rankings(dense_index):
+    retriever = Retriever(store.load(dense_index.index_dir), dense_index)
+    query = "화웨이 H200급 칩 개발"
+    lex = [h.chunk_id for h in retriever.search(query, k=50, mode="lexical").hits]
+    den = [h.chunk_id for h in retriever.search(query, k=50, mode="dense").hits]
+    hybrid = retriever.search(query, k=5, mode="hybrid")
+    assert hybrid.mode == "hybrid" and len(hybrid.hits) == 5
+    from ragqa.retrieve import rrf
+
+    assert [h.chunk_id for h in hybrid.hits] == [c for c, _ in rrf([lex, den])][:5]
+
+
+def test_incremental_builds_embed_only_what_changed(tmp_path, corpus_dir, tiny_embedder_path):
+    settings = make_settings(tmp_path, embed_model=str(tiny_embedder_path))
+    first = build_index([corpus_dir], settings, embed_explicit=True)
+    assert first.embedded == 74 and first.reused_vectors == 0
+    again = build_index([corpus_dir], settings, embed_explicit=True)
+    assert again.up_to_date and again.embedded == 0
+    (corpus_dir / "005_new.txt").write_text(
+        "엔비디아가 새로운 AI 칩을 발표했다. 이 칩은 내년에 출시될 예정이라고 회사 측은 밝혔다.", encoding="utf-8"
+    )
+    added = build_index([corpus_dir], settings, embed_explicit=True)
+    assert added.chunks == 75 and added.embedded == 1 and added.reused_vectors == 74
+    assert added.tokenized == 1
+    index = store.load(settings.index_dir)
+    assert "005-new:p01" in index.rows
+    fresh = SentenceTransformerEmbedder(tiny_embedder_path, "t").encode_passages([index.texts[0]])[0]
+    assert np.allclose(index.vectors[0], fresh, atol=1e-5)  # reused vectors are the right ones
+
+
+def test_index_built_with_another_model_is_refused(dense_index):
+    other = dense_index.model_copy(update={"embed_model": "e5-small"})
+    with pytest.raises(IndexMismatch, match="built with embedding model"):
+        Retriever(store.load(dense_index.index_dir), other, embed_explicit=True)
+
+
+def test_offline_default_build_is_lexical_only_and_says_how_to_fix(tmp_path, corpus_dir):
+    settings = make_settings(tmp_path, embed_model="e5-small", offline=True)
+    report = build_index([corpus_dir], settings)
+    assert report.dense is None and "ragqa models pull e5-small" in report.dense_note
+    index = store.load(settings.index_dir)
+    assert index.manifest["dense"] is None and index.manifest["dense_wanted"] == "e5-small"
+
+
+def test_explicit_model_that_is_unavailable_is_an_error(tmp_path, corpus_dir):
+    settings = make_settings(tmp_path, embed_model="bge-m3", offline=True)
+    with pytest.raises(ModelUnavailable, match="bge-m3"):
+        build_index([corpus_dir], settings, embed_explicit=True)
+    assert not (tmp_path / "index" / store.MANIFEST).exists()
+
+
+def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
+    """A hub that never answers costs about hub_timeout, not the 20+ s of a naive download's retries."""
+
+    def blackhole(address, timeout=None, **kw):
+        time.sleep(timeout)
+        raise socket.timeout("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", blackhole)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    settings = make_settings(tmp_path, hub_timeout=0.5)
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailable, match="no answer from huggingface.co within 0.5 s"):
+        ensure_embedder("e5-small", settings)
+    assert time.perf_counter() - start < 2
+
+
+def test_model_not_downloaded_and_no_download_allowed(tmp_path):
+    with pytest.raises(ModelUnavailable, match="ragqa models pull e5-base"):
+        load_embedder("e5-base", make_settings(tmp_path), allow_download=False)

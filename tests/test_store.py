@@ -1,0 +1,149 @@
+"""The index directory: round trip, validation on load, atomic replacement, locking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SEEDS, make_settings
+from ragqa import store
+from ragqa.build import build_index
+from ragqa.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+
+
+@pytest.fixture
+def built(tmp_path, lexical_index):
+    """A private copy of the seed index that a test may damage."""
+    settings = make_settings(tmp_path)
+    shutil.copytree(lexical_index.index_dir, settings.index_dir)
+    return settings
+
+
+def manifest_of(settings) -> dict:
+    return json.loads((settings.index_dir / store.MANIFEST).read_text(encoding="utf-8"))
+
+
+def write_manifest(settings, manifest: dict) -> None:
+    (settings.index_dir / store.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_round_trip(built):
+    index = store.load(built.index_dir)
+    assert index.n == 74 and index.chunk_ids[0] == "000-5cafd9bf:p01"
+    row = index.rows["003-8169c992:p04"]
+    assert "5900억달러" in index.texts[row]
+    assert index.title(row).startswith("中 AI ‘딥시크’ 쇼크에")
+    assert index.doc_id(row) == "003-8169c992"
+    m = index.manifest
+    assert m["dense"] is None and "on request" in m["dense_unavailable"]
+    assert m["chunker"] == {"version": 1, "max_tokens": 220}
+    assert m["counts"]["dropped_lines"] == 37 and m["counts"]["articles"] == 9
+    assert len(m["signature"]["files"]) == 5
+
+
+def test_missing_index(tmp_path):
+    with pytest.raises(IndexMissing, match="ragqa index"):
+        store.load(tmp_path / "nothing")
+
+
+def test_corrupt_manifest(built):
+    (built.index_dir / store.MANIFEST).write_text("{not json", encoding="utf-8")
+    with pytest.raises(IndexCorrupt, match="not valid JSON"):
+        store.load(built.index_dir)
+
+
+def test_newer_format_version_is_refused(built):
+    m = manifest_of(built)
+    m["format_version"] = store.FORMAT_VERSION + 1
+    m["ragqa_version"] = "9.0.0"
+    write_manifest(built, m)
+    with pytest.raises(IndexMismatch, match="newer ragqa"):
+        store.load(built.index_dir)
+
+
+def test_truncated_data_file(built):
+    m = manifest_of(built)
+    path = built.index_dir / m["data_dir"] / "chunk_text.bin"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(IndexCorrupt, match="truncated"):
+        store.load(built.index_dir)
+
+
+def test_chunk_table_row_mismatch(built):
+    m = manifest_of(built)
+    m["chunk_ids"] = m["chunk_ids"][:-1]
+    write_manifest(built, m)
+    with pytest.raises(IndexCorrupt, match="73 chunk IDs"):
+        store.load(built.index_dir)
+
+
+def test_wrong_dense_dimension(tmp_path, dense_index):
+    settings = make_settings(tmp_path)
+    shutil.copytree(dense_index.index_dir, settings.index_dir)
+    m = manifest_of(settings)
+    m["dense"]["dim"] = 768
+    write_manifest(settings, m)
+    with pytest.raises(IndexCorrupt, match=r"shape \(74, 32\), expected \(74, 768\)"):
+        store.load(settings.index_dir)
+
+
+def test_failed_build_leaves_previous_index_and_no_debris(built, monkeypatch):
+    before = store.load(built.index_dir)
+    texts = [before.texts[i] for i in range(before.n)]
+
+    def boom(tmp, contents):
+        (tmp / "chunk_text.bin").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "write_data", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_index([SEEDS], built.model_copy(update={"chunk_max_tokens": 300}))
+    after = store.load(built.index_dir)
+    assert after.manifest["generation"] == before.manifest["generation"]
+    assert [after.texts[i] for i in range(after.n)] == texts
+    assert not [p for p in built.index_dir.iterdir() if p.name.startswith((".tmp-", ".manifest-"))]
+
+
+def test_next_build_removes_debris_of_killed_builds(built):
+    (built.index_dir / ".tmp-20260101T000000-dead00").mkdir()
+    (built.index_dir / ".tmp-20260101T000000-dead00" / "vectors.npy").write_bytes(b"x" * 100)
+    (built.index_dir / "data-20260101T000000-old000").mkdir()
+    (built.index_dir / ".manifest-20260101T000000-dead00.tmp").write_text("{}")
+    report = build_index([SEEDS], built)
+    assert report.up_to_date
+    names = sorted(p.name for p in built.index_dir.iterdir())
+    assert names == sorted([".lock", store.MANIFEST, manifest_of(built)["data_dir"]])
+
+
+def test_rebuild_replaces_generation_and_removes_old_data(built):
+    old = manifest_of(built)["data_dir"]
+    report = build_index([SEEDS], built.model_copy(update={"chunk_max_tokens": 400}))
+    assert not report.up_to_date and report.chunks < 74
+    new = manifest_of(built)["data_dir"]
+    assert new != old and not (built.index_dir / old).exists()
+    assert report.tokenized < report.chunks  # unchanged paragraphs reuse their cached tokens
+
+
+def test_lock_refuses_or_waits(tmp_path):
+    with store.index_lock(tmp_path):
+        with pytest.raises(IndexBusy, match="another ragqa process"):
+            with store.index_lock(tmp_path, wait=0):
+                pass
+        with pytest.raises(IndexBusy, match="gave up after 0.3 s"):
+            with store.index_lock(tmp_path, wait=0.3):
+                pass
+    with store.index_lock(tmp_path, wait=0):  # free again
+        pass
+
+
+def test_string_table_round_trip(tmp_path):
+    strings = ["", "알리바바", "emoji 😀", "x" * 1000]
+    store.write_strings(tmp_path / "t", strings)
+    table = store.StringTable(tmp_path / "t")
+    assert [table[i] for i in range(len(table))] == strings
+    store.write_ragged(tmp_path / "r", [np.array([1, 2]), np.array([], np.int32), np.array([7])])
+    flat, off = store.read_ragged(tmp_path / "r")
+    assert flat.tolist() == [1, 2, 7] and off.tolist() == [0, 2, 2, 3]
