@@ -235,6 +235,88 @@ def search_cmd(
         print(f"    {one_line(h.text, 150)}")
 
 
+# ---------------------------------------------------------------- ask
+
+
+LLMOpt = Annotated[
+    Optional[str],
+    typer.Option("--llm", help="qwen2.5-1.5b (default), qwen3-4b, a path to a .gguf file, or 'none' [env RAGQA_LLM]"),
+]
+
+
+def open_index(settings, progress_factory=None):
+    """Load the index, building it from the seeds folder first if there is none."""
+    from . import store
+    from .build import build_index
+    from .errors import IndexMissing
+
+    try:
+        return store.load(settings.index_dir)
+    except IndexMissing:
+        err(f"no index in {settings.index_dir} yet: building one from {settings.seeds_dir}/ first")
+        progress = StageProgress()
+        try:
+            report = build_index([settings.seeds_dir], settings, progress=progress)
+        finally:
+            progress.close()
+        if report.dense_note:
+            err(f"note: lexical-only index — {report.dense_note}")
+        return store.load(settings.index_dir)
+
+
+@app.command("ask")
+@command
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="A question in English or Korean")],
+    top_k: TopK = None,
+    mode: ModeOpt = None,
+    llm: LLMOpt = None,
+    show_context: Annotated[
+        bool, typer.Option("--show-context", help="Also print every retrieved passage (* = given to the LLM)")
+    ] = False,
+    embed_model: EmbedModel = None,
+    index_dir: IndexDir = None,
+    models_dir: ModelsDir = None,
+    json_out: JsonOpt = False,
+    debug: Debug = False,
+):
+    """Answer QUESTION from the articles; every sentence cites the passages it rests on."""
+    from . import render
+    from .answer import ask, open_llm
+    from .retrieve import Retriever, clean_query
+
+    clean_query(question)
+    settings = settings_from(
+        index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
+        mode=mode and mode.value, llm=llm,
+    )
+    index = open_index(settings)
+    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
+    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    stream = render.AnswerStream() if model is not None and not json_out and sys.stdout.isatty() else None
+    if stream:
+        print(render.label_for_llm(model.name))
+    answer = ask(question, retriever, settings, llm=model, on_text=stream, llm_note=why_not)
+    if stream:
+        stream.finish(answer)
+    for note in answer.notes:
+        err(f"note: {note}")
+    err(render.timing_line(answer))
+    if json_out:
+        out = answer.model_dump()
+        if show_context:
+            out["context_passages"] = [{"chunk_id": h["chunk_id"], "text": index.texts[index.rows[h["chunk_id"]]]} for h in answer.retrieved]
+        emit_json(out)
+        return
+    if not stream:
+        print(render.label(answer, model.name if model else None))
+        print(render.body(answer))
+    texts = {r["chunk_id"]: index.texts[index.rows[r["chunk_id"]]] for r in answer.retrieved} if show_context else None
+    rest = render.details(answer, show_context, texts)
+    if rest:
+        print(rest)
+
+
 # ---------------------------------------------------------------- models
 
 

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(220, ge=40)
     # Prompt budget for retrieved passages; prefill on a 2-core CPU runs ~185 tokens/s.
     context_max_tokens: int = Field(1100, ge=100)
-    answer_max_tokens: int = Field(512, ge=16)
+    answer_max_tokens: int = Field(512, ge=1)
+    # 0 = greedy decoding: the same question over the same index gives the same answer.
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
     n_ctx: int = Field(4096, ge=512)
     n_threads: int | None = None
     embed_batch_size: int = Field(16, ge=1)

@@ -161,12 +161,12 @@ class BM25:
         return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
 
     def idf(self, token: str) -> float:
-        """Inverse document frequency as bm25s computes it (0 for unknown tokens)."""
+        """Inverse document frequency as bm25s computes it; a token no chunk contains gets the maximum."""
         tid = self.vocab.get(token)
-        if tid is None:
-            return 0.0
-        ptr = self.model.scores["indptr"]
-        df = int(ptr[tid + 1] - ptr[tid])
+        df = 0
+        if tid is not None:
+            ptr = self.model.scores["indptr"]
+            df = int(ptr[tid + 1] - ptr[tid])
         return float(np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)))
 
     def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -40,7 +40,7 @@ class LLMPreset:
     license: str
     note: str = ""
     kind: str = "llm"
-    extra: dict = field(default_factory=dict)
+    bytes: int | None = None  # exact size where known: a truncated download is caught
 
 
 EMBED_PRESETS = {
@@ -67,9 +67,9 @@ LLM_PRESETS = {
     p.name: p
     for p in (
         LLMPreset(
-            "qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct-GGUF", "qwen2.5-1.5b-instruct-q4_k_m.gguf",
-            "1.12 GB (1,117,320,736 bytes)",
+            "qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct-GGUF", "qwen2.5-1.5b-instruct-q4_k_m.gguf", "1.12 GB",
             "1.5B", "Apache-2.0", note="default: Q4_K_M; ~185 prompt tok/s, ~45 gen tok/s on 2 cores",
+            bytes=1_117_320_736,
         ),
         LLMPreset(
             "qwen3-4b", "bartowski/Qwen_Qwen3-4B-GGUF", "Qwen_Qwen3-4B-Q4_K_M.gguf", "2.50 GB",
@@ -151,6 +151,13 @@ def resolve_llm(spec: str, models_dir: Path) -> tuple[Path | None, LLMPreset | N
     )
 
 
+def download_blocker(settings) -> str | None:
+    """Why nothing can be downloaded right now (offline mode, hub unreachable), or None."""
+    if offline_requested(settings):
+        return "offline mode is on"
+    return check_hub(settings.hub_timeout)
+
+
 def _unavailable(what: str, name: str, reason: str) -> ModelUnavailable:
     return ModelUnavailable(
         f"{what} '{name}' is not in the models folder and cannot be downloaded ({reason}); "
@@ -163,9 +170,7 @@ def pull(preset, models_dir: Path, settings, progress: bool = True) -> Path:
     from huggingface_hub import snapshot_download
 
     what = "embedding model" if preset.kind == "embed" else "LLM"
-    if offline_requested(settings):
-        raise _unavailable(what, preset.name, "offline mode is on")
-    reason = check_hub(settings.hub_timeout)
+    reason = download_blocker(settings)
     if reason:
         raise _unavailable(what, preset.name, reason)
     target = local_dir(models_dir, preset.repo)
@@ -178,6 +183,12 @@ def pull(preset, models_dir: Path, settings, progress: bool = True) -> Path:
         snapshot_download(preset.repo, local_dir=target, allow_patterns=patterns, etag_timeout=10)
     except Exception as e:  # huggingface_hub raises many types; all mean "not downloaded"
         raise _unavailable(what, preset.name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+    if preset.kind == "llm" and preset.bytes:
+        size = (target / preset.filename).stat().st_size
+        if size != preset.bytes:
+            raise ModelUnavailable(
+                f"{preset.filename} has {size:,} bytes, expected {preset.bytes:,}; run `ragqa models pull {preset.name}` again"
+            )
     (target / COMPLETE_MARKER).write_text(preset.repo + "\n")
     return target / preset.filename if preset.kind == "llm" else target
 
@@ -208,6 +219,6 @@ def list_models(models_dir: Path) -> list[dict]:
             file = p.filename
         rows.append(
             {"name": p.name, "kind": p.kind, "repo": p.repo, "file": file, "size": p.size,
-             "present": present, "note": p.note}
+             "bytes": getattr(p, "bytes", None), "present": present, "note": p.note}
         )
     return rows

@@ -48,6 +48,7 @@ class SearchResult(BaseModel):
 class AnswerSentence(BaseModel):
     text: str
     citations: list[str]
+    quote: str | None = None  # the model's verbatim evidence, asked for when answer and sources differ in language
     # True: the cited passages back the sentence; False: they don't; None: could not be checked.
     supported: bool | None = None
     reason: str | None = None
@@ -70,5 +71,6 @@ class Answer(BaseModel):
     sentences: list[AnswerSentence]
     citations: list[Citation]
     retrieved: list[dict]
+    context: list[str] = Field(default_factory=list)  # chunk IDs shown to the LLM (within the prompt budget)
     timings: dict[str, float]
     notes: list[str] = Field(default_factory=list)

@@ -35,6 +35,22 @@ def tiny_embedder_path(tiny_dir, seed_texts) -> Path:
     return build_tiny_sentence_transformer(tiny_dir / "tiny-embedder", seed_texts + ENGLISH, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_dir, seed_texts) -> Path:
+    """A tiny random llama-architecture GGUF with its own Hangul-covering BPE and a ChatML template."""
+    from tiny_models import build_tiny_gguf
+
+    return build_tiny_gguf(tiny_dir / "tiny-llm.gguf", seed_texts + ENGLISH, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_gguf, tmp_path_factory):
+    """The tiny GGUF loaded through ragqa's LocalLLM (loaded once, like the REPL does)."""
+    from ragqa.generate import LocalLLM
+
+    return LocalLLM(tiny_gguf, make_settings(tmp_path_factory.mktemp("llm"), n_ctx=4096, n_threads=2))
+
+
 ENGLISH = [
     "Why did the US allow H200 exports to China? Huawei already has comparable chips, Bloomberg reported. "
     "Alibaba developed its own AI chip. DeepSeek shocked Nvidia investors; the stock fell 17 percent."

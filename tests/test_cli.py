@@ -140,3 +140,64 @@ def test_real_entry_point_help_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- ask
+
+
+def test_ask_json_extractive(cli_index):
+    tmp, _ = cli_index
+    result = run("ask", "미국이 H200 수출을 허용한 이유는?", "--json", "--index-dir", tmp / "index",
+                 "--models-dir", tmp / "models")
+    assert result.exit_code == 0, result.stderr
+    a = json.loads(result.stdout)
+    assert {"question", "answer", "answerable", "backend", "sentences", "citations", "retrieved", "timings"} <= set(a)
+    assert a["backend"] == "extractive" and a["answerable"] is True
+    retrieved = {r["chunk_id"] for r in a["retrieved"]}
+    assert {c["chunk_id"] for c in a["citations"]} <= retrieved
+    assert all(s["supported"] is True and s["citations"] for s in a["sentences"])
+    assert any("화웨이" in c["text"] for c in a["citations"])
+    assert "ragqa models pull qwen2.5-1.5b" in result.stderr
+
+
+def test_ask_human_output_and_context(cli_index):
+    tmp, _ = cli_index
+    result = run("ask", "딥시크 앱은 앱스토어에서 몇 위였나?", "--show-context", "--index-dir", tmp / "index",
+                 "--models-dir", tmp / "models")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert out.startswith("Extractive answer (no LLM): sentences quoted from the articles\n")
+    assert "[003-8169c992:p12]" in out and "\nSources:\n" in out and "\nRetrieved passages:\n" in out
+
+
+def test_ask_with_a_local_gguf(cli_index, tiny_gguf):
+    tmp, _ = cli_index
+    result = run("ask", "H200 수출", "--llm", tiny_gguf, "--json", "--index-dir", tmp / "index",
+                 env={"RAGQA_ANSWER_MAX_TOKENS": "40"})
+    assert result.exit_code == 0, result.stderr
+    a = json.loads(result.stdout)
+    assert a["backend"] == "llm" and a["timings"]["completion_tokens"] <= 40
+    assert all(set(s["citations"]) <= set(a["context"]) for s in a["sentences"])
+
+
+@pytest.mark.parametrize(
+    "llm, code, message",
+    [("/no/such/model.gguf", 1, "LLM file not found"), ("gpt-9", 2, "unknown LLM 'gpt-9'"), ("qwen3-4b", 1, "qwen3-4b")],
+)
+def test_ask_with_unusable_llm(cli_index, llm, code, message):
+    tmp, _ = cli_index
+    result = run("ask", "칩", "--llm", llm, "--index-dir", tmp / "index", "--models-dir", tmp / "models")
+    assert result.exit_code == code and message in result.stderr and result.stdout == ""
+
+
+def test_ask_builds_the_index_first_through_the_real_entry_point(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGQA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "ragqa", "ask", "알리바바는 새 AI 칩을 어디서 제조하나?", "--json",
+         "--index-dir", str(tmp_path / "index"), "--models-dir", str(tmp_path / "models")],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)  # stdout holds exactly one JSON object
+    assert answer["answerable"] and "building one from" in out.stderr
+    assert (tmp_path / "index" / "manifest.json").exists()

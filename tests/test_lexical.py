@@ -53,6 +53,7 @@ def test_bm25_matches_hand_computed_lucene_scores():
     assert scores == pytest.approx([expected(d, "칩") for d in docs], rel=1e-5)
     assert bm.idf("화웨이") == pytest.approx(math.log(1 + (3 - 1 + 0.5) / 1.5))
     assert bm.scores(["없는단어"]).tolist() == [0, 0, 0]
+    assert bm.idf("없는단어") == pytest.approx(math.log(1 + 3.5 / 0.5))  # absent: the rarest possible
     assert bm.search(["칩", "화웨이"], 5)[0][0] == 1
 
 

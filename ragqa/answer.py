@@ -1,0 +1,155 @@
+"""Answer one question: retrieve, generate (or extract), verify every citation, assemble the Answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .citations import check_sentence
+from .generate import (
+    Passage, answer_schema, build_messages, extractive_answer, grammar_for, language_of, parse_answer,
+    select_context,
+)
+from .lexical import is_korean
+from .retrieve import Retriever
+from .schema import Answer, AnswerSentence, Citation
+
+NOT_ANSWERABLE = {
+    "en": "The articles don't say.",
+    "ko": "기사에서는 이 질문에 대한 답을 찾을 수 없습니다.",
+}
+ENABLE_LLM = "run `ragqa models pull qwen2.5-1.5b` for answers written by the local LLM"
+
+
+def ask(
+    question: str,
+    retriever: Retriever,
+    settings,
+    llm=None,
+    k: int | None = None,
+    mode: str | None = None,
+    on_text: Callable[[str], None] | None = None,
+    llm_note: str | None = None,
+    search_query: str | None = None,
+) -> Answer:
+    """Answer `question` from the index; `llm=None` gives the extractive answer.
+
+    `search_query` (a follow-up rewritten into a standalone question) replaces the question for retrieval.
+    """
+    start = time.perf_counter()
+    result = retriever.search(search_query or question, k, mode)
+    timings = {"retrieval_s": round(time.perf_counter() - start, 4)}
+    question = result.query if search_query is None else question.strip()
+    lang = language_of(question)
+    notes = list(result.notes)
+    hits = result.hits
+    if llm is None:
+        hits, follows = with_next_paragraphs(hits, retriever.index)
+        extract = extractive_answer(question, hits, retriever.index.bm25.idf, follows)
+        answerable, raw, context = extract.answerable, extract.sentences, hits
+        backend = "extractive"
+        notes.append(f"extractive answer, sentences quoted from the articles ({llm_note or 'no LLM'}); {ENABLE_LLM}")
+        if hits and lang == "en" and is_korean(hits[0].text) and result.mode == "lexical":
+            notes.append(
+                "the question is in English and the articles in Korean: without the embedding model and the "
+                "LLM only names and numbers can match"
+            )
+    else:
+        context = select_context(hits, settings.context_max_tokens, llm.count) if hits else []
+        if not context:
+            answerable, raw = False, []
+        else:
+            quote = (lang == "ko") != is_korean(" ".join(h.text for h in context[:3]))
+            messages = build_messages(question, [Passage(h.chunk_id, h.title, h.text) for h in context], lang, quote)
+            gen = llm.generate(
+                llm.render(messages), grammar_for(answer_schema([h.chunk_id for h in context], quote)),
+                settings.answer_max_tokens, on_text,
+            )
+            answerable, raw, complete = parse_answer(gen.text)
+            if not complete:
+                notes.append(f"the answer was cut off at {gen.completion_tokens} tokens; complete sentences kept")
+            timings |= {
+                "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                "first_token_s": round(gen.first_token_s, 3), "generation_s": round(gen.total_s, 3),
+            }
+        backend = "llm"
+    sentences = verify(raw, {h.chunk_id: h for h in context})
+    if not answerable or not sentences:
+        answerable, sentences = False, []
+    cited = list(dict.fromkeys(c for s in sentences for c in s.citations))
+    by_id = {h.chunk_id: h for h in hits}
+    timings["total_s"] = round(time.perf_counter() - start, 4)
+    return Answer(
+        question=question,
+        answer=" ".join(f"{s.text} [{', '.join(s.citations)}]" for s in sentences) or NOT_ANSWERABLE[lang],
+        answerable=answerable,
+        backend=backend,
+        language=lang,
+        mode=result.mode,
+        sentences=sentences,
+        citations=[
+            Citation(chunk_id=c, doc_id=by_id[c].doc_id, title=by_id[c].title, text=by_id[c].text) for c in cited
+        ],
+        retrieved=[{"chunk_id": h.chunk_id, "score": h.score} for h in hits],
+        context=[h.chunk_id for h in context],
+        timings=timings,
+        notes=notes,
+    )
+
+
+def with_next_paragraphs(hits: list, index, top: int = 3) -> tuple[list, dict[str, str]]:
+    """Hits plus the passage that follows each of the top ones in its article (score 0, ranked last)."""
+    have = {h.chunk_id for h in hits}
+    extra, follows = [], {}
+    for h in hits[:top]:
+        row = index.rows[h.chunk_id] + 1
+        if row < index.n and index.doc_id(row) == h.doc_id and index.chunk_ids[row] not in have:
+            nxt = index.hit(row, len(hits) + len(extra) + 1, 0.0)
+            have.add(nxt.chunk_id)
+            extra.append(nxt)
+            follows[nxt.chunk_id] = h.chunk_id
+    return hits + extra, follows
+
+
+def verify(raw: list[dict], allowed: dict) -> list[AnswerSentence]:
+    """Keep each sentence, flagged: citations must name passages given to the model and back the sentence."""
+    out = []
+    for s in raw:
+        text = str(s.get("text", "")).strip()
+        if not text:
+            continue
+        cites = [str(c) for c in dict.fromkeys(s.get("citations") or [])]
+        foreign = [c for c in cites if c not in allowed]
+        cites = [c for c in cites if c in allowed]
+        quote = s.get("quote")
+        if foreign:
+            supported, reason = False, f"cites passages that were not retrieved: {', '.join(foreign)}"
+        else:
+            supported, reason = check_sentence(text, [allowed[c].text for c in cites], quote)
+        out.append(AnswerSentence(text=text, citations=cites, quote=quote, supported=supported, reason=reason))
+    return out
+
+
+def open_llm(settings, explicit: bool, notify: Callable[[str], None] | None = None):
+    """(LocalLLM or None, why not). The default preset is downloaded on first use when the hub is
+    reachable; an LLM the user named explicitly must load, or this raises."""
+    from .errors import ModelUnavailable
+    from .generate import load_llm
+    from .models import download_blocker, resolve_llm
+
+    spec = settings.llm
+    if spec == "none":
+        return None, "--llm none"
+    try:
+        path, preset = resolve_llm(spec, settings.models_dir)
+        if path is None and preset is not None:
+            blocker = download_blocker(settings)
+            if blocker and not explicit:
+                return None, f"no LLM: '{spec}' is not downloaded and {blocker}"
+            if not blocker and notify:
+                notify(f"downloading {preset.name} ({preset.size}) for LLM answers; --llm none skips this")
+        return load_llm(spec, settings, allow_download=True), None
+    except ModelUnavailable as e:
+        if explicit:
+            raise
+        return None, f"no LLM: {str(e).split(';')[0]}"
