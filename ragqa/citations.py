@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .lexical import is_korean, tokenize
+from .lexical import appears, concepts, is_korean, tokenize
 
 # Share of a sentence's content words that must appear in its cited passages (same-language check), and of
 # a quoted evidence span's characters that must match the passages in order (cross-language check, where
@@ -88,10 +88,10 @@ def check_sentence(text: str, cited: list[str], quote: str | None = None) -> tup
             return True, None
         latin = [t for t in tokenize(text) if t.isascii() and t in source_tokens]
         return (True, None) if latin or numbers(text) else (None, "answer and passages are in different languages")
-    words = tokenize(text)
+    words = concepts(tokenize(text))
     if not words:
         return None, "no content words to check"
-    share = sum(t in source_tokens for t in words) / len(words)
+    share = sum(appears(t, source_tokens, source) for t in words) / len(words)
     if share < MIN_SENTENCE_OVERLAP:
         return False, f"only {share:.0%} of its content words appear in the cited passages"
     return True, None

@@ -317,6 +317,126 @@ def ask_cmd(
         print(rest)
 
 
+# ---------------------------------------------------------------- repl
+
+
+@app.command("repl")
+@command
+def repl_cmd(
+    top_k: TopK = None,
+    mode: ModeOpt = None,
+    llm: LLMOpt = None,
+    embed_model: EmbedModel = None,
+    index_dir: IndexDir = None,
+    models_dir: ModelsDir = None,
+    debug: Debug = False,
+):
+    """Ask question after question (follow-ups understood) with the index and models loaded once."""
+    from .answer import open_llm
+    from .errors import ModelUnavailable
+    from .repl import Session, run
+    from .retrieve import Retriever
+
+    settings = settings_from(
+        index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
+        mode=mode and mode.value, llm=llm,
+    )
+    index = open_index(settings)
+    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
+    if retriever.has_dense:
+        try:
+            retriever.embedder()  # load now, not on the first question
+        except ModelUnavailable as e:
+            err(f"note: dense search unavailable ({e})")
+    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    if why_not:
+        err(f"note: extractive answers ({why_not})")
+    raise typer.Exit(run(Session(index, retriever, settings, llm=model, llm_note=why_not)))
+
+
+# ---------------------------------------------------------------- eval
+
+EVAL_COLUMNS = [
+    ("questions", "n", "{:>3}"), ("hit@5", "hit@5", "{:>5.2f}"), ("recall@5", "R@5", "{:>5.2f}"),
+    ("mrr@5", "MRR@5", "{:>5.2f}"), ("ndcg@5", "nDCG@5", "{:>6.2f}"), ("citation_validity", "c.valid", "{:>7.2f}"),
+    ("citation_precision", "c.prec", "{:>6.2f}"), ("citation_recall", "c.rec", "{:>5.2f}"),
+    ("key_fact_recall", "facts", "{:>5.2f}"), ("abstention_accuracy", "abst", "{:>5.2f}"),
+    ("false_abstention_rate", "f.abst", "{:>6.2f}"), ("answer_s_p50", "s/q", "{:>5.2f}"),
+]
+
+
+def eval_table(result: dict) -> str:
+    header = f"{'mode':<8} {'lang':<4} " + " ".join(f"{label:>{len(fmt.format(0))}}" for _, label, fmt in EVAL_COLUMNS)
+    lines = [header]
+    for mode, by_lang in result["summary"].items():
+        for lang, m in by_lang.items():
+            cells = []
+            for key, _, fmt in EVAL_COLUMNS:
+                v = m.get(key)
+                cells.append(fmt.format(v) if v is not None else f"{'–':>{len(fmt.format(0))}}")
+            lines.append(f"{mode:<8} {lang:<4} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+@app.command("eval")
+@command
+def eval_cmd(
+    gold: Annotated[Optional[Path], typer.Argument(help="Gold Q&A set, JSON Lines [default: seeds/gold_qa.jsonl]")] = None,
+    mode: Annotated[
+        Optional[str], typer.Option("--mode", help="Comma-separated modes to compare, e.g. lexical,dense,hybrid")
+    ] = None,
+    top_k: TopK = None,
+    llm: LLMOpt = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write results.jsonl, summary.json and report.html here")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions")] = None,
+    embed_model: EmbedModel = None,
+    index_dir: IndexDir = None,
+    models_dir: ModelsDir = None,
+    json_out: JsonOpt = False,
+    debug: Debug = False,
+):
+    """Score retrieval, citations and answers on a gold Q&A set, by mode and by question language."""
+    from .answer import open_llm
+    from .errors import UsageError
+    from .evaluate import evaluate, load_gold, write_outputs
+    from .retrieve import Retriever
+
+    settings = settings_from(
+        index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, llm=llm
+    )
+    modes = [m.strip() for m in (mode or settings.mode).split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("hybrid", "dense", "lexical")]
+    if bad or not modes:
+        raise UsageError(f"invalid --mode {bad[0] if bad else mode!r}: choose from hybrid, dense, lexical")
+    cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl")[:limit]
+    index = open_index(settings)
+    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
+    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    err(f"evaluating {len(cases)} questions × {len(modes)} mode(s) with the {'LLM ' + model.name if model else 'extractive'} backend"
+        + (f" ({why_not})" if why_not else ""))
+    progress = StageProgress()
+    try:
+        result = evaluate(cases, retriever, settings, modes, llm=model, progress=lambda d, t: progress("questions", d, t))
+    finally:
+        progress.close()
+    for note in result["notes"]:
+        err(f"note: {note}")
+    if out:
+        for path in write_outputs(result, out):
+            err(f"wrote {path}")
+    if json_out:
+        emit_json({k: v for k, v in result.items() if k != "rows"})
+        return
+    print(f"backend: {result['backend']}" + (f" ({result['llm']})" if result["llm"] else "") + f"; top-k {result['k']}")
+    print(eval_table(result))
+    if result["worst"]:
+        print("\nworst-served questions:")
+        for w in result["worst"][:3]:
+            print(f"  {w['id']} [{w['mode']}, {w['lang']}] {one_line(w['question'], 70)}\n      {w['why']}")
+
+
 # ---------------------------------------------------------------- models
 
 

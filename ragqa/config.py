@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     n_threads: int | None = None
     embed_batch_size: int = Field(16, ge=1)
 
+    # REPL line history; default $XDG_STATE_HOME/ragqa/history (~/.local/state/ragqa/history).
+    history_file: Path | None = None
+
     offline: bool = False
     hub_timeout: float = Field(3.0, gt=0)
     trust_remote_code: bool = False

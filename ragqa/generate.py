@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelUnavailable, RagqaError, UsageError
-from .lexical import is_korean, split_sentences, tokenize
+from .lexical import appears, concepts, is_korean, split_sentences, tokenize
 from .schema import Hit
 
 MAX_SENTENCES = 4
@@ -308,7 +308,7 @@ def _question_cues(question: str) -> tuple[list[str], set[str]]:
         for name, group in (("why", _WHY), ("amount", _HOW_MUCH), ("when", _WHEN)):
             if word in group or any(word.startswith(g) for g in group if not g.isascii()):
                 cues.add(name)
-    content = [t for t in tokenize(question) if t not in _QUESTION_WORDS]
+    content = [t for t in concepts(tokenize(question)) if t not in _QUESTION_WORDS]
     return content, cues
 
 
@@ -333,7 +333,7 @@ def extractive_answer(
 
     def cover(text: str) -> float:
         have = set(tokenize(text))
-        return sum(w for t, w in weights.items() if t in have) / total
+        return sum(w for t, w in weights.items() if appears(t, have, text)) / total
 
     chunk_cover = {h.chunk_id: cover(h.text) for h in hits}
     for child, parent in follows.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENIZER_VERSION = "kiwi-content-morphs-1"
+TOKENIZER_VERSION = "kiwi-content-morphs-2"
 
 # Content morphemes: nouns, numerals, foreign words, numbers, Hanja, roots, verb and adjective stems.
 # Particles (J*), endings (E*) and affixes (XS*) are what make "알리바바는" differ from "알리바바가".
@@ -61,6 +61,7 @@ def _norm(form: str, tag: str) -> str | None:
 def _tokens_of(morphs) -> list[str]:
     out: list[str] = []
     run: list = []  # touching Latin/number morphemes: "H200" arrives as H/SL + 200/SN
+    nouns: list = []  # touching nouns of one word
 
     def flush():
         if len(run) == 1:
@@ -71,7 +72,20 @@ def _tokens_of(morphs) -> list[str]:
             out.append("".join(m.form for m in run).lower().replace(",", ""))
         run.clear()
 
+    def flush_nouns():
+        # Kiwi splits an unknown name differently in different contexts ("브로드컴도" -> 브로드컴, but
+        # "브로드컴은" -> 브로드 + 컴), so a word's touching nouns are also indexed joined together.
+        if len(nouns) > 1:
+            out.append("".join(m.form for m in nouns))
+        nouns.clear()
+
     for m in morphs:
+        if m.tag in ("NNG", "NNP"):
+            if nouns and m.start != nouns[-1].start + nouns[-1].len:
+                flush_nouns()
+            nouns.append(m)
+        else:
+            flush_nouns()
         if m.tag in ("SL", "SN"):
             if run and m.start != run[-1].start + run[-1].len:
                 flush()
@@ -82,6 +96,7 @@ def _tokens_of(morphs) -> list[str]:
         if tok:
             out.append(tok)
     flush()
+    flush_nouns()
     return out
 
 
@@ -90,6 +105,21 @@ def tokenize(text: str) -> list[str]:
     if not text.strip():
         return []
     return _tokens_of(kiwi().tokenize(text))
+
+
+def concepts(tokens: list[str]) -> list[str]:
+    """Tokens with the parts of a joined noun dropped (['브로드', '컴', '브로드컴'] -> ['브로드컴']), unique."""
+    uniq = list(dict.fromkeys(tokens))
+    return [t for t in uniq if not any(t != u and t in u and _HANGUL_WORD.fullmatch(u) for u in uniq)]
+
+
+def appears(token: str, tokens: set[str], text: str) -> bool:
+    """Whether `token` occurs in a text given as its token set and raw string; Hangul words of two or more
+    syllables also count when they appear inside a longer word (segmentation differs between contexts)."""
+    return token in tokens or (len(token) >= 2 and bool(_HANGUL_WORD.fullmatch(token)) and token in text)
+
+
+_HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 
 
 def tokenize_many(texts: list[str]) -> list[list[str]]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ragqa.lexical import BM25, is_korean, split_sentences, tokenize, top_k
+from ragqa.lexical import BM25, appears, concepts, is_korean, split_sentences, tokenize, top_k
 
 
 def test_particles_and_endings_are_dropped():
@@ -18,7 +18,16 @@ def test_particles_and_endings_are_dropped():
 
 def test_latin_numbers_and_hanja():
     assert tokenize("A100 and the 3,142.93 points") == ["a100", "3142.93", "points"]
-    assert tokenize("中 테크업계, 美 추월") == ["중국", "테크", "업계", "미국", "추월"]
+    assert tokenize("中 테크업계, 美 추월") == ["중국", "테크", "업계", "테크업계", "미국", "추월"]
+
+
+def test_joined_nouns_match_however_kiwi_splits_a_name():
+    article = tokenize("엔비디아의 AI경쟁자로 떠오른 브로드컴도 17.4% 폭락했다.")
+    question = tokenize("그럼 브로드컴은 얼마나 떨어졌어?")
+    assert "브로드컴" in article and "브로드" not in article  # one segmentation in the article...
+    assert question[:3] == ["브로드", "컴", "브로드컴"]  # ...another in the question; the joined form matches
+    assert concepts(question) == ["브로드컴", "떨어지"]
+    assert appears("브로드", {"브로드컴"}, "브로드컴도 폭락") and not appears("컴", {"브로드컴"}, "브로드컴도")
     assert tokenize("") == [] and tokenize("?!…") == []
 
 

@@ -1,0 +1,262 @@
+"""Batch evaluation against a gold Q&A set: retrieval, citation and answer metrics, deterministic, no judge."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .answer import ask
+from .errors import RagqaError, UsageError
+from .schema import Answer
+
+KS = (1, 3, 5, 10)
+DEPTH = max(KS)
+
+
+class EvalCase(BaseModel):
+    id: str
+    lang: str
+    question: str
+    answerable: bool
+    answer: str = ""
+    evidence: list[str] = Field(default_factory=list)
+    key_facts: list[list[str]] = Field(default_factory=list)
+    source: str | None = None
+
+
+def load_gold(path: Path) -> list[EvalCase]:
+    if not path.exists():
+        raise UsageError(f"gold set not found: {path}")
+    cases = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            cases.append(EvalCase.model_validate_json(line))
+        except ValidationError as e:
+            raise RagqaError(f"{path}:{n}: not a gold case ({e.errors()[0]['msg']} at {e.errors()[0]['loc']})") from None
+    if not cases:
+        raise RagqaError(f"{path} holds no questions")
+    return cases
+
+
+# ---------------------------------------------------------------- metric functions
+
+
+def hit_at(ranked: list[str], gold: set[str], k: int) -> float:
+    return float(any(c in gold for c in ranked[:k]))
+
+
+def recall_at(ranked: list[str], gold: set[str], k: int) -> float:
+    return len(gold & set(ranked[:k])) / len(gold) if gold else 0.0
+
+
+def mrr_at(ranked: list[str], gold: set[str], k: int) -> float:
+    return next((1.0 / i for i, c in enumerate(ranked[:k], 1) if c in gold), 0.0)
+
+
+def ndcg_at(ranked: list[str], gold: set[str], k: int) -> float:
+    dcg = sum(1.0 / math.log2(i + 1) for i, c in enumerate(ranked[:k], 1) if c in gold)
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, len(gold)) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip().lower()
+
+
+def facts_found(text: str, facts: list[list[str]]) -> list[bool]:
+    """For each key fact, whether any of its accepted variants occurs in `text` (case-insensitive)."""
+    t = _norm(text)
+    return [any(_norm(v) in t for v in variants) for variants in facts]
+
+
+def gold_chunks(case: EvalCase, chunk_texts: dict[str, str]) -> set[str]:
+    """Chunks that contain one of the case's evidence spans (whitespace-insensitive)."""
+    spans = [_norm(e) for e in case.evidence]
+    return {cid for cid, text in chunk_texts.items() if any(s in _norm(text) for s in spans)}
+
+
+def citation_scores(answer: Answer, gold: set[str], known: set[str]) -> dict:
+    cites = [c for s in answer.sentences for c in s.citations]
+    valid_pool = set(r["chunk_id"] for r in answer.retrieved) & known
+    out = {"citations": len(cites), "valid": sum(c in valid_pool for c in cites)}
+    out["validity"] = out["valid"] / len(cites) if cites else None
+    out["precision"] = sum(c in gold for c in cites) / len(cites) if cites and gold else None
+    out["recall"] = (
+        sum(any(c in gold for c in s.citations) for s in answer.sentences) / len(answer.sentences)
+        if answer.sentences and gold else None
+    )
+    return out
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_case(case: EvalCase, retriever, settings, mode: str, llm, chunk_texts: dict[str, str]) -> dict:
+    gold = gold_chunks(case, chunk_texts) if case.answerable else set()
+    start = time.perf_counter()
+    ranked_hits = retriever.search(case.question, DEPTH, mode).hits
+    retrieval_s = time.perf_counter() - start
+    ranked = [h.chunk_id for h in ranked_hits]
+    answer = ask(case.question, retriever, settings, llm=llm, mode=mode)
+    row = {
+        "id": case.id, "lang": case.lang, "mode": answer.mode, "question": case.question,
+        "answerable": case.answerable, "gold": sorted(gold), "ranked": ranked,
+        "gold_rank": next((i for i, c in enumerate(ranked, 1) if c in gold), None),
+        "predicted_answerable": answer.answerable, "answer": answer.answer, "backend": answer.backend,
+        "sentences": [s.model_dump() for s in answer.sentences],
+        "retrieval_s": round(retrieval_s, 4),
+        "generation_s": answer.timings.get("generation_s"),
+        "answer_s": answer.timings.get("total_s"),
+    }
+    if case.answerable and gold:
+        for k in KS:
+            row[f"hit@{k}"] = hit_at(ranked, gold, k)
+            row[f"recall@{k}"] = recall_at(ranked, gold, k)
+            row[f"mrr@{k}"] = mrr_at(ranked, gold, k)
+            row[f"ndcg@{k}"] = ndcg_at(ranked, gold, k)
+    row.update({f"citation_{k}": v for k, v in citation_scores(answer, gold, set(chunk_texts)).items()})
+    if case.answerable:
+        found = facts_found(answer.answer if answer.answerable else "", case.key_facts)
+        row["key_fact_recall"] = sum(found) / len(found) if found else None
+        row["missing_facts"] = [f[0] for f, ok in zip(case.key_facts, found) if not ok]
+    row["why"] = diagnose(row, case)
+    return row
+
+
+def diagnose(row: dict, case: EvalCase) -> str:
+    """One line on what went wrong for this question ('' when nothing did)."""
+    if not case.answerable:
+        return "answered a question the articles cannot answer" if row["predicted_answerable"] else ""
+    if not row["gold"]:
+        return "gold evidence not found in any chunk (lost in cleaning?)"
+    problems = []
+    if row["gold_rank"] is None:
+        problems.append(f"gold passage not in the top {DEPTH}")
+    elif row["gold_rank"] > 5:
+        problems.append(f"gold passage only at rank {row['gold_rank']}")
+    if not row["predicted_answerable"]:
+        problems.append("abstained")
+    elif row.get("missing_facts"):
+        problems.append("missing " + ", ".join(row["missing_facts"]))
+    if row.get("citation_recall") is not None and row["citation_recall"] < 1:
+        problems.append("some sentences cite no gold passage")
+    return "; ".join(problems)
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return round(statistics.fmean(vals), 4) if vals else None
+
+
+def _pct(values, q: float) -> float | None:
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    return round(vals[min(len(vals) - 1, int(q * len(vals)))], 4)
+
+
+def summarize(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    with_gold = [r for r in answerable if r["gold"]]
+    out: dict = {"questions": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable)}
+    for k in KS:
+        for m in ("hit", "recall", "mrr", "ndcg"):
+            out[f"{m}@{k}"] = _mean(r.get(f"{m}@{k}") for r in with_gold)
+    out["citation_validity"] = _mean(r["citation_validity"] for r in rows)
+    out["citation_precision"] = _mean(r["citation_precision"] for r in answerable)
+    out["citation_recall"] = _mean(r["citation_recall"] for r in answerable)
+    out["key_fact_recall"] = _mean(r.get("key_fact_recall") for r in answerable)
+    out["abstention_accuracy"] = _mean(float(not r["predicted_answerable"]) for r in unanswerable)
+    out["false_abstention_rate"] = _mean(float(not r["predicted_answerable"]) for r in answerable)
+    out["unsupported_sentence_rate"] = _mean(
+        float(s["supported"] is False) for r in rows for s in r["sentences"]
+    )
+    for key in ("retrieval_s", "generation_s", "answer_s"):
+        out[f"{key}_p50"] = _pct((r[key] for r in rows), 0.5)
+        out[f"{key}_p95"] = _pct((r[key] for r in rows), 0.95)
+    return out
+
+
+def evaluate(
+    cases: list[EvalCase],
+    retriever,
+    settings,
+    modes: list[str],
+    llm=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Run every case in every mode; returns {'rows': [...], 'summary': {mode: {lang: metrics}}, ...}."""
+    index = retriever.index
+    chunk_texts = {cid: index.texts[i] for i, cid in enumerate(index.chunk_ids)}
+    rows, notes, done = [], [], 0
+    total = len(cases) * len(modes)
+    for mode in modes:
+        if mode != "lexical" and not retriever.has_dense:
+            notes.append(f"mode {mode} skipped: the index is lexical-only")
+            done += len(cases)
+            continue
+        for case in cases:
+            rows.append(run_case(case, retriever, settings, mode, llm, chunk_texts) | {"requested_mode": mode})
+            done += 1
+            if progress:
+                progress(done, total)
+    summary: dict = {}
+    for mode in dict.fromkeys(r["requested_mode"] for r in rows):
+        mine = [r for r in rows if r["requested_mode"] == mode]
+        summary[mode] = {"all": summarize(mine)}
+        for lang in sorted({r["lang"] for r in mine}):
+            summary[mode][lang] = summarize([r for r in mine if r["lang"] == lang])
+    worst = sorted((r for r in rows if r["why"]), key=_badness, reverse=True)[:5]
+    lost = sorted({r["id"] for r in rows if r["answerable"] and not r["gold"]})
+    if lost:
+        notes.append(f"gold evidence missing from the index for {', '.join(lost)}")
+    return {
+        "backend": "llm" if llm is not None else "extractive",
+        "llm": getattr(llm, "name", None),
+        "modes": modes,
+        "k": settings.top_k,
+        "summary": summary,
+        "worst": [{k: r[k] for k in ("id", "mode", "lang", "question", "why", "answer")} for r in worst],
+        "notes": notes,
+        "rows": rows,
+    }
+
+
+def _badness(r: dict) -> tuple:
+    wrong_abstain = r["answerable"] and not r["predicted_answerable"]
+    wrong_answer = not r["answerable"] and r["predicted_answerable"]
+    facts = r.get("key_fact_recall")
+    return (
+        wrong_answer or wrong_abstain,
+        1 - (facts if facts is not None else 1),
+        r["gold_rank"] is None,
+        r["gold_rank"] or 0,
+    )
+
+
+def write_outputs(result: dict, out_dir: Path) -> list[Path]:
+    """results.jsonl (one row per question and mode), summary.json and a self-contained report.html."""
+    from .report import html_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows_path = out_dir / "results.jsonl"
+    with open(rows_path, "w", encoding="utf-8") as f:
+        for r in result["rows"]:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(
+        json.dumps({k: v for k, v in result.items() if k != "rows"}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    report_path = out_dir / "report.html"
+    report_path.write_text(html_report(result), encoding="utf-8")
+    return [rows_path, summary_path, report_path]
