@@ -11,10 +11,11 @@ from typing import Callable
 import numpy as np
 
 from . import store
-from .chunking import CHUNKER_VERSION, chunk_articles
+from .chunking import CHUNKER_VERSION, chunk_article
 from .corpus import discover, load_corpus
 from .errors import IndexMissing, ModelUnavailable, RagqaError
 from .lexical import BM25, TOKENIZER_VERSION, tokenize_many
+from .schema import Chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -33,6 +34,7 @@ class BuildReport:
     embedded: int = 0
     reused_vectors: int = 0
     tokenized: int = 0
+    reread_files: int = 0  # files read and chunked this time (the others were unchanged)
     ignored_files: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -68,11 +70,16 @@ def build_index(
     strict: bool = False,
     lock_wait: float | None = None,
     on_wait: Callable[[str], None] | None = None,
+    embedder=None,
 ) -> BuildReport:
-    """Build (or bring up to date) the index in settings.index_dir from the articles under `paths`."""
+    """Build (or bring up to date) the index in settings.index_dir from the articles under `paths`.
+
+    `embedder` (an object with the Embedder protocol) replaces the configured embedding model, e.g. for
+    benchmarks; its `name` is what the manifest records.
+    """
     t0 = time.perf_counter()
     step = progress or (lambda stage, done, total: None)
-    embed_spec = settings.embed_model
+    embed_spec = embedder.name if embedder is not None else settings.embed_model
     step("scanning", 0, 0)
     signature = _signature(file_hashes(paths), settings, embed_spec)
 
@@ -91,45 +98,60 @@ def build_index(
                 dense_note=prev.manifest.get("dense_unavailable"), warnings=warnings,
             )
 
+        prev_files = {}
+        if prev is not None and (prev.manifest.get("signature") or {}).get("chunker") == signature["chunker"]:
+            prev_files = prev.manifest.get("corpus", {}).get("files") or {}
+
+        def unchanged(path: Path, base: str) -> bool:
+            info = prev_files.get(str(path))
+            return bool(info) and info["sha256"] == signature["files"].get(str(path)) and info["base"] == base
+
         step("reading", 0, 0)
-        corpus = load_corpus(paths, strict=strict)
-        articles = corpus.articles
+        corpus = load_corpus(paths, strict=strict, unchanged=unchanged if prev_files else None)
         step("chunking", 0, 0)
-        chunks = chunk_articles(articles, settings.chunk_max_tokens)
+        chunks, articles, files_info = _assemble(corpus, prev, prev_files, settings)
+        dropped_lines = sum(info["dropped"] for info in files_info.values())
         report = BuildReport(
             index_dir=str(settings.index_dir), articles=len(articles), chunks=len(chunks), files=len(corpus.files),
-            dropped_lines=corpus.dropped_lines, seconds=0.0, skipped=corpus.skipped, ignored_files=corpus.ignored,
-            warnings=warnings + corpus.warnings, dropped=[d for a in articles for d in a.dropped],
+            dropped_lines=dropped_lines, seconds=0.0, skipped=corpus.skipped, ignored_files=corpus.ignored,
+            warnings=warnings + corpus.warnings, dropped=[d for a in corpus.articles for d in a.dropped],
+            reread_files=sum(not f.reused for f in corpus.files),
         )
-        token_ids, vocab = _tokens(chunks, prev, report, step)
-        vectors, dense = _vectors(chunks, prev, embed_spec, embed_explicit, settings, report, step)
+        prev_rows = _previous_rows(chunks, prev)
+        token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step)
+        step("bm25", 0, 0)
+        offsets = np.zeros(len(token_ids) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in token_ids], out=offsets[1:])
+        flat = np.concatenate(token_ids) if token_ids else np.zeros(0, np.int32)
+        bm25 = BM25.build(flat, offsets, len(vocab))
+        dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder)
         contents = store.IndexContents(
             chunks=chunks,
-            articles=[
-                {"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title}
-                for a in articles
-            ],
+            articles=articles,
             token_ids=token_ids,
             vocab=vocab,
-            vectors=vectors,
+            vectors=dense.vectors if dense else None,
+            bm25=bm25,
+            faiss_index=dense.index if dense else None,
+            vector_ids=dense.ids if dense else None,
             manifest={
                 "signature": signature,
-                "corpus": {"roots": [str(p) for p in paths]},
+                "corpus": {"roots": [str(p) for p in paths], "files": files_info},
                 "chunker": signature["chunker"],
                 "lexical": {
-                    "tokenizer": TOKENIZER_VERSION, "bm25": {"k1": BM25.K1, "b": BM25.B, "method": BM25.METHOD},
+                    "tokenizer": TOKENIZER_VERSION, "bm25": {"k1": BM25.K1, "b": BM25.B, "idf": "lucene"},
                     "vocab_size": len(vocab),
                 },
-                "dense": dense,
+                "dense": dense.section if dense else None,
                 "dense_unavailable": report.dense_note,
                 "dense_wanted": embed_spec,
-                "counts": {"files": len(corpus.files), "dropped_lines": corpus.dropped_lines},
+                "counts": {"files": len(corpus.files), "dropped_lines": dropped_lines},
             },
         )
         step("saving", 0, 1)
         store.save(settings.index_dir, contents)
         step("saving", 1, 1)
-    report.dense = dense["model"] if dense else None
+    report.dense = dense.section["model"] if dense else None
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -155,40 +177,101 @@ def _previous(index_dir: Path, warnings: list[str]):
         return None
 
 
-def _tokens(chunks, prev, report: BuildReport, step: Progress) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Token ids per chunk; chunks whose text hash the previous index knows are not re-tokenized."""
-    cached: dict[str, np.ndarray] = {}
+def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], list[dict], dict]:
+    """Chunks, article records and per-file manifest entries in file order: files read this time are
+    chunked, unchanged ones take their chunks straight from the previous index."""
+    chunks: list[Chunk] = []
+    articles: list[dict] = []
+    files_info: dict[str, dict] = {}
+    reuse = _PreviousChunks(prev) if any(f.reused for f in corpus.files) else None
+    for f in corpus.files:
+        if f.reused:
+            info = prev_files[str(f.path)]
+            for doc_id in info["docs"]:
+                record, doc_chunks = reuse.article(doc_id)
+                articles.append(record)
+                chunks.extend(doc_chunks)
+            files_info[str(f.path)] = info
+            continue
+        for a in f.articles:
+            articles.append({"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title})
+            chunks.extend(chunk_article(a, settings.chunk_max_tokens))
+        files_info[str(f.path)] = {
+            "sha256": f.sha256, "base": f.base, "docs": [a.doc_id for a in f.articles],
+            "dropped": sum(len(a.dropped) for a in f.articles),
+        }
+    return chunks, articles, files_info
+
+
+class _PreviousChunks:
+    """The previous index's chunks, grouped by article, decoded once."""
+
+    def __init__(self, prev):
+        self.prev = prev
+        self.texts = prev.texts.all()
+        self.hashes = prev.hashes.all()
+        order = np.argsort(np.asarray(prev.chunk_doc), kind="stable")
+        bounds = np.searchsorted(np.asarray(prev.chunk_doc)[order], np.arange(len(prev.articles) + 1))
+        self.rows = {a["doc_id"]: order[bounds[i] : bounds[i + 1]] for i, a in enumerate(prev.articles)}
+        self.records = {a["doc_id"]: a for a in prev.articles}
+
+    def article(self, doc_id: str) -> tuple[dict, list[Chunk]]:
+        ids = self.prev.chunk_ids
+        return self.records[doc_id], [
+            Chunk(chunk_id=ids[r], doc_id=doc_id, text=self.texts[r], hash=self.hashes[r]) for r in self.rows[doc_id].tolist()
+        ]
+
+
+def _previous_rows(chunks, prev) -> np.ndarray:
+    """For each chunk, the row of the previous index that holds exactly its text, or -1."""
+    if prev is None:
+        return np.full(len(chunks), -1, dtype=np.int64)
+    by_hash: dict[str, int] = {}
+    for row, h in enumerate(prev.hashes.all()):
+        by_hash.setdefault(h, row)
+    return np.array([by_hash.get(c.hash, -1) for c in chunks], dtype=np.int64)
+
+
+def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Token ids per chunk; chunks the previous index already holds are not re-tokenized."""
     vocab: dict[str, int] = {"": 0}
+    out: list[np.ndarray | None] = [None] * len(chunks)
     if prev is not None and prev.manifest["lexical"].get("tokenizer") == TOKENIZER_VERSION:
         vocab = dict(prev.vocab)
         flat, offsets = prev.tokens
-        for row in range(prev.n):
-            cached.setdefault(prev.hashes[row], np.asarray(flat[offsets[row] : offsets[row + 1]]))
-    todo = [i for i, c in enumerate(chunks) if c.hash not in cached]
-    out: list[np.ndarray | None] = [cached.get(c.hash) for c in chunks]
-    batch = 512
+        flat, off = np.asarray(flat), np.asarray(offsets).tolist()
+        for i in np.flatnonzero(prev_rows >= 0).tolist():
+            r = int(prev_rows[i])
+            out[i] = flat[off[r] : off[r + 1]]
+    todo = [i for i, t in enumerate(out) if t is None]
+    batch = 1024
     for start in range(0, len(todo), batch):
         rows = todo[start : start + batch]
         for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):
-            ids = [vocab.setdefault(t, len(vocab)) for t in toks]
-            out[i] = np.asarray(ids, dtype=np.int32)
+            out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
         step("tokenizing", min(start + batch, len(todo)), len(todo))
     report.tokenized = len(todo)
     return out, vocab  # type: ignore[return-value]
 
 
-def _vectors(chunks, prev, spec: str, explicit: bool, settings, report: BuildReport, step: Progress):
-    """(vectors, manifest 'dense' section), or (None, None) for a lexical-only index."""
+@dataclass
+class Dense:
+    vectors: np.ndarray
+    section: dict  # the manifest's "dense" entry
+    index: object  # the FAISS index
+    ids: np.ndarray | None  # FAISS id per row (IVF only)
+
+
+def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildReport, step: Progress, embedder=None):
+    """Vectors and FAISS index (reusing the previous ones where the text is unchanged), or None."""
     if spec == "none":
         report.dense_note = "built lexical-only on request (--embed-model none)"
-        return None, None
-    cached: dict[str, int] = {}
+        return None
     prev_dense = prev.dense if prev is not None else None
-    if prev_dense and prev_dense.get("model") == spec:
-        cached = {prev.hashes[r]: r for r in range(prev.n)}
-    todo = [i for i, c in enumerate(chunks) if c.hash not in cached]
-    embedder = None
-    if todo:
+    same_model = bool(prev_dense) and prev_dense.get("model") == spec
+    reuse = prev_rows if same_model else np.full(len(chunks), -1, dtype=np.int64)
+    todo = np.flatnonzero(reuse < 0)
+    if len(todo) and embedder is None:
         from .embed import load_embedder
 
         step("loading embedding model", 0, 0)
@@ -198,13 +281,13 @@ def _vectors(chunks, prev, spec: str, explicit: bool, settings, report: BuildRep
             if explicit:
                 raise
             report.dense_note = str(e)
-            return None, None
-    dim = embedder.dim if embedder else prev_dense["dim"]
+            return None
+    dim = embedder.dim if embedder is not None else prev_dense["dim"]
     vectors = np.zeros((len(chunks), dim), dtype=np.float32)
-    for i, c in enumerate(chunks):
-        if c.hash in cached:
-            vectors[i] = prev.vectors[cached[c.hash]]
-    if todo:
+    kept = np.flatnonzero(reuse >= 0)
+    if len(kept):
+        vectors[kept] = np.asarray(prev.vectors)[reuse[kept]]
+    if len(todo):
         done = 0
 
         def advance(n: int) -> None:
@@ -213,15 +296,42 @@ def _vectors(chunks, prev, spec: str, explicit: bool, settings, report: BuildRep
             step("embedding", done, len(todo))
 
         step("embedding", 0, len(todo))
-        vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo], progress=advance)
-    report.embedded, report.reused_vectors = len(todo), len(chunks) - len(todo)
+        vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo.tolist()], progress=advance)
+    report.embedded, report.reused_vectors = len(todo), len(kept)
     section = dict(prev_dense) if embedder is None else {
-        "model": spec,
-        "dim": dim,
-        "normalized": True,
-        "metric": "inner_product",
-        "query_prompt": embedder.query_prompt,
-        "passage_prompt": embedder.passage_prompt,
+        "model": spec, "dim": dim, "normalized": True, "metric": "inner_product",
+        "query_prompt": embedder.query_prompt, "passage_prompt": embedder.passage_prompt,
     }
-    section["faiss"] = store.faiss_kind(len(chunks))
-    return vectors, section
+    step("vector index", 0, 0)
+    index, ids, faiss_info = _faiss(vectors, reuse if same_model else None, prev)
+    section["faiss"] = faiss_info
+    return Dense(vectors, section, index, ids)
+
+
+def _faiss(vectors: np.ndarray, reuse: np.ndarray | None, prev):
+    """(FAISS index, ids per row or None, manifest info). An IVF index of the previous build is updated in
+    place, keeping the ids of unchanged rows, unless the corpus outgrew what it was trained on (4x)."""
+    n = len(vectors)
+    kind = store.faiss_kind(n)
+    if kind == "flat":
+        return store.make_faiss_index(vectors), None, {"kind": "flat"}
+    info = (prev.dense or {}).get("faiss", {}) if prev is not None else {}
+    if reuse is not None and info.get("kind") == "ivf" and prev.vector_ids is not None and 4 * info["trained_on"] >= n:
+        import faiss
+
+        prev_ids = prev.vector_ids
+        ids = np.full(n, -1, dtype=np.int64)
+        claimed = np.zeros(prev.n, dtype=bool)
+        for i in np.flatnonzero(reuse >= 0).tolist():
+            r = int(reuse[i])
+            if not claimed[r]:  # a text repeated in the corpus reuses the stored id once
+                claimed[r] = True
+                ids[i] = prev_ids[r]
+        new = np.flatnonzero(ids < 0)
+        ids[new] = int(prev_ids.max(initial=-1)) + 1 + np.arange(len(new))
+        index = faiss.read_index(str(prev.data / "faiss.index"))
+        store.update_ivf(index, vectors, prev_ids[~claimed], new, ids)
+        return index, ids, {**info, "nlist": index.nlist, "nprobe": index.nprobe}
+    ids = np.arange(n, dtype=np.int64)
+    index = store.make_faiss_index(vectors, ids)
+    return index, ids, {"kind": "ivf", "nlist": index.nlist, "nprobe": index.nprobe, "trained_on": n}

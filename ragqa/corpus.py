@@ -8,6 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import CorpusError, UsageError
 from .schema import Article
@@ -24,6 +25,8 @@ class CorpusFile:
     source: str  # stable name used for IDs: path relative to the root it was found under
     sha256: str
     articles: list[Article]
+    base: str = ""  # article-ID base of the file
+    reused: bool = False  # unchanged since the previous build: not read again, its chunks are reused
 
 
 @dataclass
@@ -306,8 +309,9 @@ def _is_heading(p: str) -> bool:
     return len(p) <= 150 and not is_sentence(p)
 
 
-def build_articles(text: str, source: str, markdown: bool = False) -> list[Article]:
-    """Clean one file's text and return its articles (several if it pastes several together)."""
+def build_articles(text: str, base: str, markdown: bool = False, source: str | None = None) -> list[Article]:
+    """Clean one file's text and return its articles (several if it pastes several together), with IDs
+    `base` or `base-a1`, `base-a2`, ..."""
     if markdown:
         text = _strip_markdown(text)
     kept, dropped = clean_lines(text.split("\n"))
@@ -328,7 +332,6 @@ def build_articles(text: str, source: str, markdown: bool = False) -> list[Artic
         if p:
             segments[-1].append(p)
     segments = [s for s in segments if s]
-    base = doc_slug(source)
     articles = []
     for i, seg in enumerate(segments, 1):
         title, body = _split_title(seg, dropped)
@@ -337,7 +340,7 @@ def build_articles(text: str, source: str, markdown: bool = False) -> list[Artic
             dropped.extend(seg)
             continue
         doc_id = base if len(segments) == 1 else f"{base}-a{i}"
-        articles.append(Article(doc_id=doc_id, source=source, title=title, paragraphs=body, dropped=[]))
+        articles.append(Article(doc_id=doc_id, source=source or base, title=title, paragraphs=body, dropped=[]))
     if articles:
         articles[0].dropped = dropped
     return articles
@@ -396,14 +399,34 @@ def doc_slug(source: str) -> str:
     return slug
 
 
-def load_corpus(paths: list[Path], strict: bool = False, progress=None) -> Corpus:
-    """Read every supported file under `paths`; unreadable files are skipped with a reason."""
+def doc_bases(sources: list[str]) -> dict[str, str]:
+    """Article-ID base of each file: its slug, plus a short hash of its name when two files share a slug."""
+    owners: dict[str, list[str]] = {}
+    for source in sources:
+        owners.setdefault(doc_slug(source), []).append(source)
+    return {
+        source: base if len(group) == 1 else f"{base}-{hashlib.sha1(source.encode()).hexdigest()[:4]}"
+        for base, group in owners.items()
+        for source in group
+    }
+
+
+def load_corpus(
+    paths: list[Path], strict: bool = False, unchanged: Callable[[Path, str], bool] | None = None
+) -> Corpus:
+    """Read every supported file under `paths`; unreadable files are skipped with a reason.
+
+    Files for which `unchanged(path, base)` is true are not read: they appear as `reused` placeholders.
+    """
     found, skipped, ignored = discover(paths)
     corpus = Corpus(skipped=list(skipped), ignored=ignored)
     explicit = {p.resolve() for p in paths if p.is_file()}
+    bases = doc_bases([source for _, source in found])
     for path, source in found:
-        if progress:
-            progress(source)
+        base = bases[source]
+        if unchanged and unchanged(path, base):
+            corpus.files.append(CorpusFile(path, source, "", [], base, reused=True))
+            continue
         try:
             text, data, warning = read_text(path)
         except CorpusError as e:
@@ -413,27 +436,13 @@ def load_corpus(paths: list[Path], strict: bool = False, progress=None) -> Corpu
             continue
         if warning:
             corpus.warnings.append(f"{path}: {warning}")
-        articles = build_articles(text, source, markdown=path.suffix.lower() in (".md", ".markdown"))
+        articles = build_articles(text, base, markdown=path.suffix.lower() in (".md", ".markdown"), source=source)
         if not articles:
             corpus.skipped.append((str(path), "no article text after removing boilerplate"))
             continue
-        corpus.files.append(CorpusFile(path, source, hashlib.sha256(data).hexdigest(), articles))
-    _dedupe_ids(corpus)
+        corpus.files.append(CorpusFile(path, source, hashlib.sha256(data).hexdigest(), articles, base))
     if not corpus.files:
         detail = f" ({len(corpus.skipped)} file(s) skipped: {corpus.skipped[0][1]})" if corpus.skipped else ""
         where = ", ".join(str(p) for p in paths)
         raise CorpusError(f"no readable articles in {where}{detail}; ragqa reads .txt, .md and .html files")
     return corpus
-
-
-def _dedupe_ids(corpus: Corpus) -> None:
-    """Two files whose names slug to the same ID get a short hash of their source path appended."""
-    owners: dict[str, set[str]] = {}
-    for f in corpus.files:
-        owners.setdefault(doc_slug(f.source), set()).add(f.source)
-    for f in corpus.files:
-        base = doc_slug(f.source)
-        if len(owners[base]) > 1:
-            tag = hashlib.sha1(f.source.encode()).hexdigest()[:4]
-            for a in f.articles:
-                a.doc_id = a.doc_id.replace(base, f"{base}-{tag}", 1)

@@ -154,50 +154,69 @@ def is_korean(text: str) -> bool:
 
 
 class BM25:
-    """A bm25s index over pre-tokenized chunks, addressed by row number."""
+    """Okapi BM25 (Lucene's IDF) with every (token, chunk) score precomputed in a sparse column layout:
+    the chunks holding token t are indices[indptr[t]:indptr[t+1]], with their scores in data[...].
 
-    K1, B, METHOD = 1.5, 0.75, "lucene"
+    Built with a few vectorized numpy passes from cached token ids, so rebuilding it after adding one article
+    to a million chunks takes seconds; stored as .npy files and memory-mapped on load.
+    """
 
-    def __init__(self, model):
-        self.model = model
-        self.vocab = model.vocab_dict
+    K1, B = 1.5, 0.75
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, num_docs: int, vocab=None):
+        self.indptr, self.indices, self.data = indptr, indices, data
+        self.num_docs = num_docs
+        self.vocab: dict[str, int] = vocab if vocab is not None else {}
 
     @classmethod
-    def build_from_ids(cls, token_ids: list[np.ndarray], vocab: dict[str, int]) -> "BM25":
-        """BM25 over chunks given as ids into `vocab` (which must hold '' for token-less chunks)."""
-        import bm25s
+    def build(cls, flat: np.ndarray, offsets: np.ndarray, vocab_size: int, vocab=None) -> "BM25":
+        """From all chunks' token ids concatenated (`flat`) and each chunk's start in it (`offsets`, n+1)."""
+        n = len(offsets) - 1
+        lengths = np.diff(offsets)
+        docs = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        pairs, tf = np.unique(flat.astype(np.int64) * max(n, 1) + docs, return_counts=True)
+        tokens, rows = pairs // max(n, 1), pairs % max(n, 1)  # sorted by token, then chunk
+        df = np.bincount(tokens, minlength=vocab_size)
+        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        avgdl = float(lengths.mean()) if n and lengths.sum() else 1.0
+        norm = cls.K1 * (1 - cls.B + cls.B * lengths / avgdl)
+        data = (idf[tokens] * tf / (tf + norm[rows])).astype(np.float32)
+        indptr = np.zeros(vocab_size + 1, dtype=np.int64)
+        np.cumsum(df, out=indptr[1:])
+        return cls(indptr, rows.astype(np.int32), data, n, vocab)
 
-        model = bm25s.BM25(k1=cls.K1, b=cls.B, method=cls.METHOD)
-        model.index(([list(map(int, t)) for t in token_ids], vocab), show_progress=False)
-        return cls(model)
+    FILES = ("bm25_indptr", "bm25_indices", "bm25_data")
 
     def save(self, directory: Path) -> None:
-        self.model.save(str(directory), allow_pickle=False)
+        for name, arr in zip(self.FILES, (self.indptr, self.indices, self.data)):
+            np.save(directory / f"{name}.npy", arr, allow_pickle=False)
 
     @classmethod
-    def load(cls, directory: Path, mmap: bool = True) -> "BM25":
-        import bm25s
+    def load(cls, directory: Path, num_docs: int, vocab=None) -> "BM25":
+        arrays = [np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in cls.FILES]
+        indptr, indices, data = arrays
+        if len(indices) != len(data) or int(indptr[-1]) != len(data):
+            raise ValueError(f"BM25 arrays disagree ({len(indices)} indices, {len(data)} scores, {int(indptr[-1])} expected)")
+        return cls(indptr, indices, data, num_docs, vocab)
 
-        return cls(bm25s.BM25.load(str(directory), mmap=mmap, allow_pickle=False))
-
-    @property
-    def num_docs(self) -> int:
-        return int(self.model.scores["num_docs"])
+    def ids(self, tokens: list[str]) -> list[int]:
+        return [self.vocab[t] for t in tokens if t in self.vocab and self.vocab[t] < len(self.indptr) - 1]
 
     def scores(self, tokens: list[str]) -> np.ndarray:
-        ids = [self.vocab[t] for t in tokens if t in self.vocab]
-        if not ids:
+        """Score of every chunk; a token repeated in the query counts again (used to weight follow-ups)."""
+        spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in self.ids(tokens)]
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
             return np.zeros(self.num_docs, dtype=np.float32)
-        return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
+        rows = np.concatenate([self.indices[a:b] for a, b in spans])
+        weights = np.concatenate([self.data[a:b] for a, b in spans])
+        return np.bincount(rows, weights=weights, minlength=self.num_docs).astype(np.float32)
 
     def idf(self, token: str) -> float:
-        """Inverse document frequency as bm25s computes it; a token no chunk contains gets the maximum."""
+        """Lucene's BM25 IDF; a token no chunk contains gets the maximum."""
         tid = self.vocab.get(token)
-        df = 0
-        if tid is not None:
-            ptr = self.model.scores["indptr"]
-            df = int(ptr[tid + 1] - ptr[tid])
-        return float(np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)))
+        df = int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None and tid < len(self.indptr) - 1 else 0
+        return float(np.log1p((self.num_docs - df + 0.5) / (df + 0.5)))
 
     def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
         """Top-k (row, score) pairs with a positive score, best first."""

@@ -82,8 +82,9 @@ class Retriever:
 
     def dense(self, query: str, k: int) -> list[tuple[int, float]]:
         vec = self.embedder().encode_queries([query])
-        scores, rows = self.index.faiss.search(np.ascontiguousarray(vec, dtype=np.float32), min(k, self.index.n))
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        scores, ids = self.index.faiss.search(np.ascontiguousarray(vec, dtype=np.float32), min(k, self.index.n))
+        rows = self.index.rows_of_ids(ids[0])
+        return [(int(r), float(s)) for r, s in zip(rows, scores[0]) if r >= 0]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> SearchResult:
         query, notes = clean_query(query)

@@ -65,6 +65,12 @@ class StringTable:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.blob[a:b].tobytes().decode("utf-8")
 
+    def all(self) -> list[str]:
+        """Every string at once (one read of the blob: much faster than item by item)."""
+        blob = self.blob.tobytes()
+        off = self.offsets.tolist()
+        return [blob[a:b].decode("utf-8") for a, b in zip(off, off[1:])]
+
 
 def write_ragged(path: Path, arrays: list[np.ndarray]) -> None:
     """Variable-length int32 rows: flat values in `<path>.npy`, int64 offsets in `<path>.off.npy`."""
@@ -93,6 +99,9 @@ class IndexContents:
     vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
     vectors: np.ndarray | None
     manifest: dict = field(default_factory=dict)  # corpus, chunker, lexical, dense sections
+    bm25: object = None  # lexical.BM25 over token_ids
+    faiss_index: object = None  # built by the caller (possibly updated in place from the previous index)
+    vector_ids: np.ndarray | None = None  # FAISS id of each row, for IVF indexes (flat ones use row numbers)
 
 
 # ---------------------------------------------------------------- locking
@@ -156,8 +165,6 @@ def _fsync_tree(path: Path) -> None:
 
 def write_data(tmp: Path, contents: IndexContents) -> dict:
     """Write every data file into `tmp`; returns the manifest's 'files' section (name -> bytes)."""
-    from .lexical import BM25
-
     write_strings(tmp / "chunk_text", [c.text for c in contents.chunks])
     write_strings(tmp / "chunk_hash", [c.hash for c in contents.chunks])
     doc_index = {a["doc_id"]: i for i, a in enumerate(contents.articles)}
@@ -166,38 +173,63 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
     write_ragged(tmp / "tokens", contents.token_ids)
     vocab_list = sorted(contents.vocab, key=contents.vocab.get)
     (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
-    BM25.build_from_ids(contents.token_ids, contents.vocab).save(tmp / "bm25")
+    contents.bm25.save(tmp)
     if contents.vectors is not None:
         import faiss
 
         np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
-        faiss.write_index(make_faiss_index(contents.vectors), str(tmp / "faiss.index"))
+        if contents.vector_ids is not None:
+            np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
+        faiss.write_index(contents.faiss_index, str(tmp / "faiss.index"))
     return {
         p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
     }
 
 
+# Exact search while it is cheap (a flat scan of 100k 384-d vectors takes ~4 ms on 2 cores); above that an
+# IVF index: on the benchmark corpora its recall@10 against exact search was higher than HNSW's at the same
+# speed, it builds several times faster, and it can take new vectors and drop old ones without a rebuild.
+FLAT_MAX = 100_000
+
+
+def ivf_params(n: int) -> tuple[int, int]:
+    """(nlist, nprobe) for n vectors: ~4·sqrt(n) lists (each trained on >= 39 points, as FAISS wants),
+    probing enough of them for recall@10 >= 0.95 on the benchmark corpora."""
+    nlist = max(1, min(65536, int(4 * np.sqrt(n)), n // 39))
+    return nlist, min(nlist, max(16, nlist // 64))
+
+
 def faiss_kind(n: int) -> str:
-    """Exact search while it is cheap; HNSW (approximate, recall measured by the benchmarks) above that."""
-    return "flat" if n <= HNSW_THRESHOLD else "hnsw"
+    return "flat" if n <= FLAT_MAX else "ivf"
 
 
-HNSW_THRESHOLD = 50_000
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
-
-
-def make_faiss_index(vectors: np.ndarray):
+def make_faiss_index(vectors: np.ndarray, ids: np.ndarray | None = None):
+    """A new FAISS index over `vectors`: exact inner product, or a trained IVF holding `ids`."""
     import faiss
 
     n, dim = vectors.shape
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if faiss_kind(n) == "flat":
         index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    if n:
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if n:
+            index.add(vectors)
+        return index
+    nlist, nprobe = ivf_params(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(n, size=min(n, nlist * 64), replace=False)
+    index.train(vectors[np.sort(sample)])
+    index.nprobe = nprobe
+    index.add_with_ids(vectors, ids if ids is not None else np.arange(n, dtype=np.int64))
+    return index
+
+
+def update_ivf(index, vectors: np.ndarray, remove: np.ndarray, add_rows: np.ndarray, ids: np.ndarray):
+    """Bring a previous IVF index up to date in place: drop `remove` ids, add the rows `add_rows`."""
+    if len(remove):
+        index.remove_ids(np.ascontiguousarray(remove, dtype=np.int64))
+    if len(add_rows):
+        index.add_with_ids(np.ascontiguousarray(vectors[add_rows], dtype=np.float32), ids[add_rows])
+    index.nprobe = ivf_params(index.ntotal)[1]
     return index
 
 
@@ -318,17 +350,26 @@ class Index:
         from .lexical import BM25
 
         try:
-            self.bm25 = BM25.load(self.data / "bm25")
-        except Exception as e:
-            raise IndexCorrupt(f"BM25 index unreadable ({type(e).__name__}: {e}); {REBUILD}") from None
-        if self.bm25.num_docs != self.n:
-            raise IndexCorrupt(f"BM25 index has {self.bm25.num_docs} rows, expected {self.n}; {REBUILD}")
+            self._bm25 = BM25.load(self.data, self.n)
+        except (ValueError, OSError) as e:
+            raise IndexCorrupt(f"BM25 index unreadable ({e}); {REBUILD}") from None
+        if len(self._bm25.indices) and int(self._bm25.indices.max(initial=0)) >= self.n:
+            raise IndexCorrupt(f"BM25 index refers to chunks beyond the {self.n} in the table; {REBUILD}")
         if self.dense is not None:
             self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
 
     @property
     def dense(self) -> dict | None:
         return self.manifest.get("dense")
+
+    @property
+    def bm25(self):
+        if not self._bm25.vocab:
+            vocab = self.vocab
+            if len(vocab) != len(self._bm25.indptr) - 1:
+                raise IndexCorrupt(f"vocab.json has {len(vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
+            self._bm25.vocab = vocab
+        return self._bm25
 
     @cached_property
     def faiss(self):
@@ -346,9 +387,29 @@ class Index:
             raise IndexCorrupt(
                 f"FAISS index holds {index.ntotal}×{index.d} vectors, expected {self.n}×{self.dense['dim']}; {REBUILD}"
             )
-        if hasattr(index, "hnsw"):
-            index.hnsw.efSearch = max(index.hnsw.efSearch, HNSW_EF_SEARCH)
+        if hasattr(index, "nprobe"):
+            index.nprobe = ivf_params(self.n)[1]
         return index
+
+    @cached_property
+    def vector_ids(self) -> np.ndarray | None:
+        """FAISS id of each row for IVF indexes (None: the id is the row)."""
+        path = self.data / "vector_ids.npy"
+        return np.load(path, allow_pickle=False) if path.exists() else None
+
+    @cached_property
+    def _id_order(self) -> np.ndarray:
+        return np.argsort(self.vector_ids, kind="stable")
+
+    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Rows holding the given FAISS ids (-1 padding from FAISS stays -1)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.vector_ids is None:
+            return ids
+        order = self._id_order
+        pos = np.clip(np.searchsorted(self.vector_ids[order], ids), 0, max(len(order) - 1, 0))
+        rows = order[pos]
+        return np.where((ids >= 0) & (self.vector_ids[rows] == ids), rows, -1)
 
     @cached_property
     def vectors(self) -> np.ndarray:

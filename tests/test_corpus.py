@@ -110,7 +110,7 @@ def test_yonhap_style_dateline_splits_too():
         "(서울=연합뉴스) 김철수 기자 = 첫 번째 기사의 본문입니다. 충분히 긴 문장으로 이루어져 있습니다.\n"
         "(워싱턴=연합뉴스) 이영희 특파원 = 두 번째 기사의 본문입니다. 이 역시 긴 문장으로 되어 있습니다.\n"
     )
-    arts = build_articles(text, "wire.txt")
+    arts = build_articles(text, "wire")
     assert [a.doc_id for a in arts] == ["wire-a1", "wire-a2"]
     assert arts[1].paragraphs[0].startswith("두 번째 기사")
 

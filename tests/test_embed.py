@@ -47,7 +47,7 @@ def test_dense_index_manifest(dense_index, tiny_embedder_path):
     index = store.load(dense_index.index_dir)
     assert index.dense["model"] == str(tiny_embedder_path)
     assert index.dense["dim"] == 32 and index.dense["normalized"] is True
-    assert index.dense["faiss"] == "flat"
+    assert index.dense["faiss"] == {"kind": "flat"}
     assert index.vectors.shape == (74, 32)
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
 
@@ -86,7 +86,8 @@ def test_incremental_builds_embed_only_what_changed(tmp_path, corpus_dir, tiny_e
     )
     added = build_index([corpus_dir], settings, embed_explicit=True)
     assert added.chunks == 75 and added.embedded == 1 and added.reused_vectors == 74
-    assert added.tokenized == 1
+    assert added.tokenized == 1 and added.reread_files == 1  # the five unchanged files were not read again
+    assert added.dropped_lines == first.dropped_lines
     index = store.load(settings.index_dir)
     assert "005-new:p01" in index.rows
     fresh = SentenceTransformerEmbedder(tiny_embedder_path, "t").encode_passages([index.texts[0]])[0]
@@ -133,3 +134,32 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
 def test_model_not_downloaded_and_no_download_allowed(tmp_path):
     with pytest.raises(ModelUnavailable, match="ragqa models pull e5-base"):
         load_embedder("e5-base", make_settings(tmp_path), allow_download=False)
+
+
+def test_ivf_index_is_updated_in_place_not_rebuilt(tmp_path, corpus_dir, tiny_embedder_path, monkeypatch):
+    monkeypatch.setattr(store, "FLAT_MAX", 10)  # the seeds' 74 chunks get an IVF index
+    settings = make_settings(tmp_path, embed_model=str(tiny_embedder_path))
+    build_index([corpus_dir], settings, embed_explicit=True)
+    first = store.load(settings.index_dir)
+    assert first.dense["faiss"]["kind"] == "ivf" and first.dense["faiss"]["trained_on"] == 74
+    ids_before = dict(zip(first.chunk_ids, first.vector_ids.tolist()))
+
+    src = corpus_dir / "000_5cafd9bf1db64a43.txt"
+    src.write_text(src.read_text(encoding="utf-8").replace("16일 업계에 따르면", "17일 업계에 따르면"), encoding="utf-8")
+    (corpus_dir / "005_new.txt").write_text("엔비디아가 새 칩을 내놓았다. 출시는 내년이라고 회사는 밝혔다.", encoding="utf-8")
+    report = build_index([corpus_dir], settings, embed_explicit=True)
+    assert report.embedded == 2  # the changed paragraph and the new one
+    second = store.load(settings.index_dir)
+    assert second.dense["faiss"]["trained_on"] == 74  # updated, not retrained
+    ids_after = dict(zip(second.chunk_ids, second.vector_ids.tolist()))
+    unchanged = [c for c in ids_before if c in ids_after and c not in ("000-5cafd9bf:p04",)]
+    assert all(ids_after[c] == ids_before[c] for c in unchanged)
+    assert ids_after["000-5cafd9bf:p04"] > max(ids_before.values())
+    assert len(set(ids_after.values())) == second.n == 75
+
+    retriever = Retriever(second, settings)
+    query = "엔비디아 새 칩 출시"
+    hits = retriever.search(query, k=5, mode="dense").hits
+    qv = retriever.embedder().encode_queries([query])[0]
+    oracle = np.argsort(-(np.asarray(second.vectors) @ qv), kind="stable")[:5]
+    assert [h.chunk_id for h in hits] == [second.chunk_ids[r] for r in oracle]  # nlist 1: exact

@@ -44,7 +44,8 @@ def test_is_korean():
 def build(docs: list[list[str]]) -> BM25:
     vocab = {"": 0}
     ids = [np.array([vocab.setdefault(t, len(vocab)) for t in d], np.int32) for d in docs]
-    return BM25.build_from_ids(ids, vocab)
+    offsets = np.cumsum([0] + [len(i) for i in ids])
+    return BM25.build(np.concatenate(ids), offsets, len(vocab), vocab)
 
 
 def test_bm25_matches_hand_computed_lucene_scores():
@@ -64,6 +65,32 @@ def test_bm25_matches_hand_computed_lucene_scores():
     assert bm.scores(["없는단어"]).tolist() == [0, 0, 0]
     assert bm.idf("없는단어") == pytest.approx(math.log(1 + 3.5 / 0.5))  # absent: the rarest possible
     assert bm.search(["칩", "화웨이"], 5)[0][0] == 1
+
+
+def test_bm25_matches_bm25s_on_the_seeds(tmp_path):
+    """Oracle: the bm25s library's Lucene BM25 over the same tokens gives the same scores."""
+    import bm25s
+
+    from conftest import SEEDS
+    from ragqa.chunking import chunk_articles
+    from ragqa.corpus import load_corpus
+
+    docs = [tokenize(c.text) for c in chunk_articles(load_corpus([SEEDS]).articles, 220)]
+    ours = build(docs)
+    oracle = bm25s.BM25(k1=BM25.K1, b=BM25.B, method="lucene")
+    oracle.index(docs, show_progress=False)
+    for query in (["h200", "수출", "허용"], ["알리바바", "칩", "개발"], ["딥시크", "딥시크", "앱"], ["없는단어"]):
+        ids = [oracle.vocab_dict[t] for t in query if t in oracle.vocab_dict]
+        expected = oracle.get_scores_from_ids(ids) if ids else np.zeros(len(docs))
+        assert ours.scores(query) == pytest.approx(np.asarray(expected), rel=1e-4, abs=1e-6)
+
+
+def test_bm25_save_and_load(tmp_path):
+    bm = build([["칩", "칩", "엔비디아"], ["칩", "화웨이"], []])
+    bm.save(tmp_path)
+    again = BM25.load(tmp_path, 3, bm.vocab)
+    assert again.scores(["칩"]).tolist() == bm.scores(["칩"]).tolist()
+    assert again.search(["화웨이"], 5)[0][0] == 1
 
 
 def test_top_k_orders_and_drops_zero_scores():

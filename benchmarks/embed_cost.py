@@ -1,0 +1,584 @@
+"""CPU cost of the embedding presets, measured on RANDOM-weight models of the exact architectures.
+
+No model hub is reachable here, and speed does not depend on weight values, so each preset is rebuilt from
+its transformers config with random init (fp32, eval mode, inference_mode) and fed random token ids with
+realistic lengths:
+
+* sequence lengths are ESTIMATED: XLM-R's sentencepiece tokenizer cannot be downloaded offline, so each seed
+  chunk's length is ragqa.chunking.approx_tokens(text) (calibrated on Qwen2.5: ~1 token per Hangul
+  syllable) + 2 special tokens + the prompt prefix ("passage: " ~3 tokens for e5, none for bge-m3), capped
+  at 512. XLM-R's 250k vocabulary very likely splits Korean news into FEWER tokens than that (estimate
+  0.5-0.7 per syllable, digits not split one by one), so the headline figures are on the slow side; a
+  second run at 0.65x lengths ("xlmr_guess") brackets the likely truth;
+* batching copies what ragqa does: SentenceTransformerEmbedder.encode_passages hands sentence-transformers
+  slices of 128 texts; sentence-transformers sorts each slice by character length (longest first), cuts
+  batches of `embed_batch_size` (16) and pads every batch to its longest member.
+
+Each preset runs in its own subprocess (torch.set_num_threads(2)) so that load time and peak RSS are clean.
+Model load time is measured the way ragqa pays it: from_pretrained() of the saved safetensors folder (warm
+page cache); random construction time is reported too. An end-to-end check runs the real ragqa code path
+(SentenceTransformerEmbedder.encode_passages: tokenizer + sentence-transformers + pooling) on an
+e5-small-shaped model with a small WordPiece vocabulary trained on the seeds, and the harness is re-run at
+exactly that tokenizer's lengths for a like-for-like comparison.
+
+    python benchmarks/embed_cost.py [--quick] [--presets e5-small,bge-m3] [--out benchmarks/work/embed_cost.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+WORK = ROOT / "benchmarks" / "work"
+THREADS = 2
+BATCH_SIZE = 16  # ragqa's default embed_batch_size
+ST_SLICE = max(BATCH_SIZE * 8, 64)  # SentenceTransformerEmbedder.encode_passages hands ST this many texts per call
+CHUNK_TOKENS = 220  # chunk size used for the seed chunks
+MAX_SEQ = 512  # ragqa's EmbedPreset.max_seq_length
+XLMR_GUESS_SCALE = 0.65  # sensitivity run: XLM-R tokens per approx_tokens() token (a guess, see module docstring)
+QUERY_TEXT = "미국이 H200 수출을 허용한 이유는?"
+QUERY_TOKENS = {"e5": 16, "bge": 13}  # "query: " + text + <s></s> in XLM-R pieces (~16); bge-m3 has no prefix
+PAD_ID, BOS_ID, EOS_ID, FIRST_NORMAL_ID = 1, 0, 2, 5  # XLM-R ids: <s>=0 <pad>=1 </s>=2 <unk>=3
+
+# Architectures as published in each repo's config.json (see the report for how sure we are).
+ARCH = {
+    "e5-small": dict(
+        repo="intfloat/multilingual-e5-small", model_type="bert", vocab_size=250037, hidden_size=384,
+        num_hidden_layers=12, num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
+        type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12, pooling="mean", prefix_tokens=3,
+    ),
+    "e5-base": dict(
+        repo="intfloat/multilingual-e5-base", model_type="xlm-roberta", vocab_size=250002, hidden_size=768,
+        num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
+        type_vocab_size=1, hidden_act="gelu", layer_norm_eps=1e-5, pooling="mean", prefix_tokens=3,
+    ),
+    "bge-m3": dict(
+        repo="BAAI/bge-m3", model_type="xlm-roberta", vocab_size=250002, hidden_size=1024,
+        num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, max_position_embeddings=8194,
+        type_vocab_size=1, hidden_act="gelu", layer_norm_eps=1e-5, pooling="cls", prefix_tokens=0,
+    ),
+}
+_CONFIG_KEYS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps",
+)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def seed_chunks() -> list[str]:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from ragqa.chunking import chunk_articles
+    from ragqa.corpus import load_corpus
+
+    return [c.text for c in chunk_articles(load_corpus([SEEDS]).articles, CHUNK_TOKENS)]
+
+
+def estimated_lengths(texts: list[str], prefix_tokens: int, scale: float = 1.0) -> list[int]:
+    """Sequence length per passage: approx_tokens (Qwen-calibrated) * scale + <s></s> + prompt, capped."""
+    from ragqa.chunking import approx_tokens
+
+    return [min(MAX_SEQ, max(1, round(approx_tokens(t) * scale)) + 2 + prefix_tokens) for t in texts]
+
+
+def ragqa_batches(texts: list[str], lengths: list[int], batch_size: int = BATCH_SIZE) -> list[list[int]]:
+    """Sequence lengths per batch, in the order ragqa + sentence-transformers run them."""
+    import numpy as np
+
+    out = []
+    for s in range(0, len(texts), ST_SLICE):
+        part = texts[s : s + ST_SLICE]
+        # exactly sentence-transformers' sort: np.argsort of -len(text) (characters, prompt not included)
+        order = np.argsort([-len(t) for t in part])
+        sl = [lengths[s + int(i)] for i in order]
+        out.extend(sl[b : b + batch_size] for b in range(0, len(sl), batch_size))
+    return out
+
+
+def repeat_to(texts: list[str], n: int) -> list[str]:
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _config(preset: str):
+    from transformers import BertConfig, XLMRobertaConfig
+
+    a = ARCH[preset]
+    kw = {k: a[k] for k in _CONFIG_KEYS}
+    if a["model_type"] == "bert":
+        return BertConfig(pad_token_id=0, **kw)
+    return XLMRobertaConfig(pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, **kw)
+
+
+def _construct(preset: str):
+    import torch
+    from transformers import BertModel, XLMRobertaModel
+
+    cls = BertModel if ARCH[preset]["model_type"] == "bert" else XLMRobertaModel
+    torch.manual_seed(0)
+    # with the pooler, as AutoModel (what sentence-transformers' Transformer module loads) builds it
+    return cls(_config(preset)).eval()
+
+
+def _make_batch(lens: list[int], vocab: int, gen):
+    import torch
+
+    L = max(lens)
+    ids = torch.randint(FIRST_NORMAL_ID, vocab, (len(lens), L), generator=gen)
+    mask = torch.zeros((len(lens), L), dtype=torch.long)
+    for r, n in enumerate(lens):
+        ids[r, 0], ids[r, n - 1] = BOS_ID, EOS_ID
+        ids[r, n:] = PAD_ID
+        mask[r, :n] = 1
+    return ids, mask
+
+
+def _embed(model, ids, mask, pooling: str):
+    import torch
+
+    h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    if pooling == "cls":
+        v = h[:, 0]
+    else:
+        m = mask.unsqueeze(-1).to(h.dtype)
+        v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(v, p=2, dim=1)
+
+
+def _run_batches(model, batches: list[list[int]], vocab: int, pooling: str) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    tensors = [_make_batch(b, vocab, gen) for b in batches]  # built before timing (tokenization not timed)
+    with torch.inference_mode():
+        _embed(model, *tensors[0], pooling)  # warm-up: one batch (the longest of the first slice)
+        times = []
+        t0 = time.perf_counter()
+        for ids, mask in tensors:
+            t = time.perf_counter()
+            v = _embed(model, ids, mask, pooling)
+            times.append(time.perf_counter() - t)
+        total = time.perf_counter() - t0
+    assert v.shape[1] == model.config.hidden_size
+    n = sum(len(b) for b in batches)
+    real = sum(sum(b) for b in batches)
+    padded = sum(max(b) * len(b) for b in batches)
+    return {
+        "passages": n,
+        "batches": len(batches),
+        "mean_tokens": round(real / n, 1),
+        "max_tokens": max(max(b) for b in batches),
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "padding_efficiency": round(real / padded, 3),
+        "seconds": round(total, 3),
+        "passages_per_s": round(n / total, 2),
+        "real_tokens_per_s": round(real / total, 1),
+        "batch_ms_median": round(1000 * statistics.median(times), 1),
+        "batch_ms_max": round(1000 * max(times), 1),
+    }
+
+
+def _query_latency(model, n_tokens: int, vocab: int, pooling: str, repeats: int) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(2)
+    ids, mask = _make_batch([n_tokens], vocab, gen)
+    with torch.inference_mode():
+        _embed(model, ids, mask, pooling)
+        ms = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            _embed(model, ids, mask, pooling)
+            ms.append(1000 * (time.perf_counter() - t))
+    ms.sort()
+    return {
+        "tokens": n_tokens,
+        "repeats": repeats,
+        "median_ms": round(statistics.median(ms), 1),
+        "min_ms": round(ms[0], 1),
+        "p90_ms": round(ms[min(len(ms) - 1, int(0.9 * len(ms)))], 1),
+    }
+
+
+def worker_build(job: dict) -> dict:
+    """Fresh process: construct the random model, count parameters, optionally save it as safetensors."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    t = time.perf_counter()
+    model = _construct(job["preset"])
+    construct_s = time.perf_counter() - t
+    out = {
+        "construct_s": round(construct_s, 2),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params_without_pooler": sum(
+            p.numel() for n, p in model.named_parameters() if not n.startswith("pooler.")
+        ),
+        "peak_rss_construct_mb": round(_peak_rss_mb()),
+    }
+    if job.get("save_dir"):
+        t = time.perf_counter()
+        model.save_pretrained(job["save_dir"])
+        out["save_s"] = round(time.perf_counter() - t, 2)
+        out["saved_mb"] = round(sum(f.stat().st_size for f in Path(job["save_dir"]).rglob("*")) / 2**20)
+    return out
+
+
+def worker_bench(job: dict) -> dict:
+    """Fresh process: load (or construct) the model, then passage throughput and query latency."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    import transformers  # noqa: F401  (import cost is not part of the load time)
+
+    preset, a = job["preset"], ARCH[job["preset"]]
+    rss0 = _rss_mb()
+    t = time.perf_counter()
+    if job.get("load_dir"):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(job["load_dir"]).eval()
+        how = "from_pretrained (safetensors, warm page cache)"
+    else:
+        model = _construct(preset)
+        how = "random construction"
+    load_s = time.perf_counter() - t
+    out = {
+        "load": how,
+        "load_s": round(load_s, 2),
+        "class": type(model).__name__,
+        "dtype": str(next(model.parameters()).dtype),
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "torch_threads": torch.get_num_threads(),
+        "rss_before_load_mb": round(rss0),
+        "rss_after_load_mb": round(_rss_mb()),
+    }
+    runs = {}
+    for name, batches in job["runs"].items():
+        runs[name] = _run_batches(model, batches, a["vocab_size"], a["pooling"])
+    out["runs"] = runs
+    out["query"] = _query_latency(model, job["query_tokens"], a["vocab_size"], a["pooling"], job["query_repeats"])
+    out["rss_end_mb"] = round(_rss_mb())
+    out["peak_rss_mb"] = round(_peak_rss_mb())
+    return out
+
+
+def _build_e2e_model(path: Path, texts: list[str], vocab_size: int = 3000) -> int:
+    """An e5-small-shaped (Bert, 384x12) random sentence-transformers folder with a WordPiece vocab trained on
+    the seeds (Hangul-covering; same recipe as tests/tiny_models.py). Returns the tokenizer's vocab size."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
+    bpe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bpe.train_from_iterator(
+        texts, trainer=trainers.BpeTrainer(vocab_size=(vocab_size - 5) // 2, special_tokens=[], show_progress=False)
+    )
+    pieces = [t for t, _ in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])]
+    vocab: dict[str, int] = {}
+    for tok in specials + pieces + ["##" + p for p in pieces]:
+        vocab.setdefault(tok, len(vocab))
+    tokenizer = BertTokenizerFast(
+        vocab=vocab, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True, model_max_length=MAX_SEQ
+    )
+    kw = {k: ARCH["e5-small"][k] for k in _CONFIG_KEYS}
+    kw["vocab_size"] = len(vocab)
+    config = BertConfig(pad_token_id=vocab["[PAD]"], **kw)
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        st = SentenceTransformer(
+            modules=[Transformer(tmp, max_seq_length=MAX_SEQ), Pooling(384, pooling_mode="mean"), Normalize()],
+            device="cpu",
+        )
+        st.save(str(path))
+    return len(vocab)
+
+
+def worker_e2e(job: dict) -> dict:
+    """The real ragqa path (tokenizer + sentence-transformers + pooling) on an e5-small-shaped model."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from ragqa.embed import SentenceTransformerEmbedder
+
+    texts = job["texts"]
+    path = Path(job["dir"])
+    tok_vocab = _build_e2e_model(path, seed_chunks())
+    t = time.perf_counter()
+    emb = SentenceTransformerEmbedder(path, "x", query_prompt="query: ", passage_prompt="passage: ")
+    load_s = time.perf_counter() - t
+    model = emb.model
+    tok = model.tokenizer
+    # the tokenizer's own lengths, with the prompt and [CLS]/[SEP], truncated as ST does
+    lens = [min(MAX_SEQ, len(tok("passage: " + x)["input_ids"])) for x in texts]
+    emb.encode_passages(texts[:BATCH_SIZE])  # warm-up batch, like the harness
+    t = time.perf_counter()
+    vecs = emb.encode_passages(texts)
+    total = time.perf_counter() - t
+    assert vecs.shape == (len(texts), 384)
+    emb.encode_queries([QUERY_TEXT])
+    ms = []
+    for _ in range(job["query_repeats"]):
+        t = time.perf_counter()
+        emb.encode_queries([QUERY_TEXT])
+        ms.append(1000 * (time.perf_counter() - t))
+    # the harness on the very same lengths and batches, same process, same model weights
+    bert = model[0].auto_model
+    harness = _run_batches(bert, ragqa_batches(texts, lens), bert.config.vocab_size, "mean")
+    return {
+        "tokenizer": "WordPiece trained on the seeds (tests/tiny_models.py recipe)",
+        "tokenizer_vocab": tok_vocab,
+        "note": f"embedding matrix {tok_vocab} x 384 instead of 250037 x 384 (lookup cost only; "
+        "the 12 transformer layers are identical to e5-small)",
+        "attn_implementation": getattr(bert.config, "_attn_implementation", None),
+        "can_flatten_inputs": bool(getattr(model, "_can_flatten_inputs", lambda: False)()),
+        "load_s": round(load_s, 2),
+        "passages": len(texts),
+        "mean_tokens": round(sum(lens) / len(lens), 1),
+        "seconds": round(total, 3),
+        "passages_per_s": round(len(texts) / total, 2),
+        "query_median_ms": round(statistics.median(ms), 1),
+        "query_tokens": len(tok("query: " + QUERY_TEXT)["input_ids"]),
+        "harness_same_lengths": harness,
+        "e2e_over_harness_time": round(total / harness["seconds"], 3),
+        "peak_rss_mb": round(_peak_rss_mb()),
+    }
+
+
+def _spawn(kind: str, job: dict, timeout: float = 3600) -> dict:
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=WORK, delete=False) as f:
+        json.dump(job, f)
+    try:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        p = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", kind, f.name],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT),
+        )
+    finally:
+        os.unlink(f.name)
+    if p.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def measure(quick: bool = False, presets: list[str] | None = None, e2e: bool = True, keep_models: bool = False) -> dict:
+    """Figures for every preset (see the module docstring); quick=True is a smoke run (~1-2 min)."""
+    presets = presets or list(ARCH)
+    chunks = seed_chunks()
+    started = time.time()
+    result = {
+        "what": "random-weight models of the exact architectures, fp32, CPU",
+        "lengths_note": (
+            "sequence lengths are ESTIMATED (XLM-R's tokenizer is unavailable offline): approx_tokens(text) "
+            "[Qwen2.5-calibrated, ~1 token per Hangul syllable] + 2 special + prompt prefix, capped at 512; "
+            f"'xlmr_guess' runs scale approx_tokens by {XLMR_GUESS_SCALE} (XLM-R likely needs fewer tokens)"
+        ),
+        "quick": quick,
+        "threads": THREADS,
+        "batch_size": BATCH_SIZE,
+        "st_slice": ST_SLICE,
+        "seed_chunks": len(chunks),
+        "chunk_tokens": CHUNK_TOKENS,
+        "loadavg_start": os.getloadavg(),
+        "cpu": _cpu_name(),
+        "versions": _versions(),
+        "presets": {},
+    }
+    for preset in presets:
+        a = ARCH[preset]
+        if quick:
+            n = len(chunks) if preset != "bge-m3" else 32
+        else:
+            n = 5 * len(chunks) if preset != "bge-m3" else 2 * len(chunks)  # 370 / 148
+        texts = repeat_to(chunks, n)
+        runs = {"estimated": ragqa_batches(texts, estimated_lengths(texts, a["prefix_tokens"]))}
+        if not quick:
+            runs["xlmr_guess"] = ragqa_batches(texts, estimated_lengths(texts, a["prefix_tokens"], XLMR_GUESS_SCALE))
+        save_dir = None if quick else WORK / "embed_cost_models" / preset
+        if save_dir is not None:
+            shutil.rmtree(save_dir, ignore_errors=True)
+            save_dir.parent.mkdir(parents=True, exist_ok=True)
+        build = _spawn("build", {"preset": preset, "save_dir": str(save_dir) if save_dir else None})
+        query_tokens = QUERY_TOKENS["bge" if preset == "bge-m3" else "e5"]
+        bench = _spawn(
+            "bench",
+            {
+                "preset": preset,
+                "load_dir": str(save_dir) if save_dir else None,
+                "runs": runs,
+                "query_tokens": query_tokens,
+                "query_repeats": 5 if quick else 20,
+            },
+        )
+        if save_dir is not None and not keep_models:
+            shutil.rmtree(save_dir, ignore_errors=True)
+        r = {
+            "repo": a["repo"],
+            "config": {k: a[k] for k in ("model_type", *_CONFIG_KEYS)},
+            "pooling": a["pooling"],
+            **build,
+            **{k: v for k, v in bench.items() if k not in ("runs",)},
+            "runs": bench["runs"],
+        }
+        for run in r["runs"].values():
+            pps = run["passages_per_s"]
+            run["hours_per_100k_chunks"] = round(100_000 / pps / 3600, 2)
+            run["seed_corpus_s"] = round(len(chunks) / pps, 1)
+        result["presets"][preset] = r
+        _print_progress(preset, r)
+    if e2e and "e5-small" in presets:
+        n = len(chunks) if quick else 5 * len(chunks)
+        e2e_dir = WORK / "embed_cost_e2e_model"
+        shutil.rmtree(e2e_dir, ignore_errors=True)
+        try:
+            result["e2e_e5_small_shaped"] = _spawn(
+                "e2e", {"texts": repeat_to(chunks, n), "dir": str(e2e_dir), "query_repeats": 5 if quick else 20}
+            )
+        finally:
+            shutil.rmtree(e2e_dir, ignore_errors=True)
+    result["loadavg_end"] = os.getloadavg()
+    result["wall_s"] = round(time.time() - started, 1)
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"? x{os.cpu_count()}"
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    out = {}
+    for pkg in ("torch", "transformers", "sentence-transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:
+            out[pkg] = None
+    return out
+
+
+def _print_progress(preset: str, r: dict) -> None:
+    e = r["runs"]["estimated"]
+    print(f"  {preset}: {e['passages_per_s']} passages/s, query {r['query']['median_ms']} ms", file=sys.stderr)
+
+
+def format_table(res: dict) -> str:
+    lines = [
+        f"Embedding cost on {res['cpu']}, torch threads={res['threads']}, batch={res['batch_size']}, "
+        f"random-weight fp32 models; {res['versions']}",
+        "NOTE: " + res["lengths_note"] + ".",
+        "",
+        f"{'preset':9} {'params':>8} {'load s':>7} {'constr s':>8} {'peak RSS':>9} {'tok/psg':>7} {'pad eff':>7} "
+        f"{'psg/s':>6} {'h/100k':>7} {'xlmr psg/s':>10} {'xlmr h/100k':>11} {'query ms':>8}",
+    ]
+    for name, r in res["presets"].items():
+        e = r["runs"]["estimated"]
+        g = r["runs"].get("xlmr_guess")
+        lines.append(
+            f"{name:9} {r['n_params'] / 1e6:7.1f}M {r['load_s']:7.2f} {r['construct_s']:8.2f} "
+            f"{r['peak_rss_mb']:7d}MB {e['mean_tokens']:7.1f} {e['padding_efficiency']:7.2f} "
+            f"{e['passages_per_s']:6.2f} {e['hours_per_100k_chunks']:7.2f} "
+            f"{(g['passages_per_s'] if g else float('nan')):10.2f} {(g['hours_per_100k_chunks'] if g else float('nan')):11.2f} "
+            f"{r['query']['median_ms']:8.1f}"
+        )
+    lines.append("")
+    lines.append(
+        "load s = " + (next(iter(res["presets"].values()))["load"] if res["presets"] else "")
+        + "; constr s = random init; tok/psg = mean real tokens per passage (estimated lengths); "
+        "pad eff = real/padded tokens; h/100k = hours to embed 100k chunks; query = 1 short query, median."
+    )
+    e2e = res.get("e2e_e5_small_shaped")
+    if e2e:
+        h = e2e["harness_same_lengths"]
+        lines += [
+            "",
+            f"End-to-end ragqa path (SentenceTransformerEmbedder.encode_passages, e5-small-shaped Bert, "
+            f"{e2e['tokenizer_vocab']}-token WordPiece vocab instead of 250037):",
+            f"  {e2e['passages']} passages, {e2e['mean_tokens']} tokens/passage with that tokenizer: "
+            f"{e2e['passages_per_s']} passages/s end-to-end vs {h['passages_per_s']} passages/s harness at the same "
+            f"lengths (e2e/harness time = {e2e['e2e_over_harness_time']}); query {e2e['query_median_ms']} ms "
+            f"({e2e['query_tokens']} tokens); load {e2e['load_s']} s; peak RSS {e2e['peak_rss_mb']} MB",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer passages, no save/load, no sensitivity run")
+    ap.add_argument("--presets", default=",".join(ARCH), help="comma-separated subset of " + ",".join(ARCH))
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end ragqa path check")
+    ap.add_argument("--keep-models", action="store_true", help="keep the saved random models under benchmarks/work/")
+    ap.add_argument("--out", type=Path, default=WORK / "embed_cost.json")
+    args = ap.parse_args(argv)
+    if args.worker:
+        kind, job_file = args.worker
+        job = json.loads(Path(job_file).read_text())
+        fn = {"build": worker_build, "bench": worker_bench, "e2e": worker_e2e}[kind]
+        print(json.dumps(fn(job)))
+        return 0
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = set(presets) - set(ARCH)
+    if unknown:
+        ap.error(f"unknown presets: {', '.join(sorted(unknown))}")
+    res = measure(quick=args.quick, presets=presets, e2e=not args.no_e2e, keep_models=args.keep_models)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    print(format_table(res))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

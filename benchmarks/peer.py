@@ -1,0 +1,648 @@
+"""ragqa next to LlamaIndex on the same corpus with the same embedder: indexing time, query latency, disk size.
+
+The peer is what a LlamaIndex user would put together for the same job:
+    SimpleDirectoryReader -> one TextNode per paragraph -> VectorStoreIndex over a FAISS IndexFlatIP store
+    (embeddings from a BaseEmbedding wrapping the same HashEmbedder ragqa gets), BM25Retriever with its
+    defaults (bm25s, regex word tokens, English stemmer and stopwords: not Korean-aware), and
+    QueryFusionRetriever(mode="reciprocal_rerank", num_queries=1) for hybrid. MockLLM, no network: a socket
+    guard makes any connection attempt fail loudly.
+
+Chunking: ragqa makes one chunk per paragraph (split at sentences above ~220 LLM tokens). The peer gets the
+same granularity ("paragraph", the default): a small TextSplitter subclass that cuts at line breaks and hands
+paragraphs over 300 characters (~220 ragqa tokens at 1.37 characters per token) to
+SentenceSplitter(chunk_size=290, chunk_overlap=0); 290 tiktoken cl100k tokens ~ 220 ragqa tokens on this
+text. Same granularity, about the same number of nodes: latency and hit@k differences come from the
+pipelines, not from chunk size. `--peer-chunking splitter` runs the out-of-the-box SentenceSplitter over
+whole documents instead (it packs several paragraphs into a node).
+
+Hybrid depth: ragqa fuses the top max(50, 4k) of BM25 and of FAISS; the peer's two retrievers get the same
+depth (similarity_top_k=50) and the fusion keeps k.
+
+Fairness against a busy machine: builds alternate (ragqa, peer, peer, ragqa with --build-repeats 2; the
+best of each is compared), query passes alternate system by system, mode by mode; load averages are
+recorded.
+
+    python benchmarks/peer.py --articles 1000        # corpus under benchmarks/work/peer-corpus-1000
+    python benchmarks/peer.py --articles 10000 --out benchmarks/work/peer-10000.json
+
+Runs in the project venv or in any venv that has ragqa (pip install -e) and the llama-index packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(HERE), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from synth import HashEmbedder, write_corpus  # noqa: E402
+
+SEEDS = ROOT / "seeds"
+GOLD = SEEDS / "gold_qa.jsonl"
+HYBRID_DEPTH = 50  # ragqa: max(50, 4 * k) per retriever before fusion
+PARAGRAPH_MAX_CHARS = 300  # ~220 ragqa tokens (1.37 characters per token)
+# SentenceSplitter counts tiktoken cl100k tokens: 1.33 per ragqa (Qwen-calibrated) token on the seed articles.
+SPLITTER_CHUNK_TOKENS = 290
+PEER_EMBED_BATCH = 2048  # BaseEmbedding's maximum; its default (10) would mostly measure per-call overhead
+MODES = ("hybrid", "lexical", "dense")
+PACKAGES = (
+    "ragqa", "llama-index-core", "llama-index-vector-stores-faiss", "llama-index-retrievers-bm25", "bm25s",
+    "PyStemmer", "faiss-cpu", "kiwipiepy", "numpy", "scikit-learn", "pydantic", "tiktoken", "nltk",
+)
+
+
+def log(msg: str) -> None:
+    print(f"[peer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- no network
+
+
+@contextlib.contextmanager
+def no_network():
+    """Any TCP/UDP connection (a model or tokenizer download, telemetry) raises instead of leaving the machine."""
+    real = socket.socket.connect, socket.socket.connect_ex, socket.create_connection
+
+    def refuse(*a, **k):
+        raise RuntimeError("peer benchmark: network access attempted")
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse()
+        return real[0](self, address)
+
+    def connect_ex(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse()
+        return real[1](self, address)
+
+    socket.socket.connect, socket.socket.connect_ex, socket.create_connection = connect, connect_ex, refuse
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex, socket.create_connection = real
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def norm_ws(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+
+
+def dir_bytes(*paths: Path) -> int:
+    return sum(p.stat().st_size for root in paths if root.exists() for p in root.rglob("*") if p.is_file())
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def summarize(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "n": len(ms),
+    }
+
+
+def warm_page_cache(corpus_dir: Path) -> int:
+    """Read every file once so neither system pays (or is spared) cold-disk reads by going first."""
+    return sum(len(p.read_bytes()) for p in corpus_dir.rglob("*") if p.is_file())
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def gold_rows(gold: Path = GOLD) -> list[dict]:
+    return [json.loads(line) for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_queries(n_ko: int = 50, n_en: int = 20, gold: Path = GOLD) -> list[str]:
+    """Up to `n_ko` Korean and `n_en` English gold questions (the gold set holds 41 Korean ones)."""
+    rows = gold_rows(gold)
+    ko = [r["question"] for r in rows if r.get("lang") == "ko"][:n_ko]
+    en = [r["question"] for r in rows if r.get("lang") == "en"][:n_en]
+    return ko + en
+
+
+# ---------------------------------------------------------------- ragqa side
+
+
+def ragqa_settings(index_dir: Path):
+    from ragqa.config import Settings
+
+    return Settings(index_dir=index_dir, models_dir=index_dir.parent / "models", embed_model="none", llm="none")
+
+
+def ragqa_build(corpus_dir: Path, index_dir: Path) -> dict:
+    """A from-scratch `ragqa index` (chunks, Kiwi BM25, HashEmbedder vectors, FAISS, saved with fsync)."""
+    from ragqa.build import build_index
+
+    shutil.rmtree(index_dir, ignore_errors=True)  # an existing index would be reused, not rebuilt
+    settings = ragqa_settings(index_dir)
+    marks: list[tuple[str, float]] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not marks or marks[-1][0] != stage:
+            marks.append((stage, time.perf_counter()))
+
+    gc.collect()
+    load0, c0, t0 = loadavg(), time.process_time(), time.perf_counter()
+    report = build_index([corpus_dir], settings, embedder=HashEmbedder(), progress=progress)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # From a stage's first progress event to the next stage's: approximate (some stages report only after
+    # their first batch).
+    stages: dict[str, float] = {}
+    for i, (stage, t) in enumerate(marks):
+        end = marks[i + 1][1] if i + 1 < len(marks) else t0 + wall
+        stages[stage] = round(stages.get(stage, 0.0) + end - t, 3)
+    return {
+        "index_s": round(wall, 3), "index_cpu_s": round(cpu, 3), "articles": report.articles,
+        "chunks": report.chunks, "stages_s": stages, "loadavg_before": load0, "loadavg_after": loadavg(),
+    }
+
+
+def ragqa_open(index_dir: Path) -> tuple[dict, dict]:
+    from ragqa.retrieve import Retriever
+    from ragqa.store import load
+
+    settings = ragqa_settings(index_dir)
+    gc.collect()
+    t0 = time.perf_counter()
+    index = load(index_dir)
+    retriever = Retriever(index, settings, embedder=HashEmbedder())
+    opened = time.perf_counter() - t0
+    faiss_info = (index.dense or {}).get("faiss")
+    kind = faiss_info.get("kind") if isinstance(faiss_info, dict) else faiss_info
+
+    def search(mode: str, k: int):
+        return lambda q: [h.text for h in retriever.search(q, k=k, mode=mode).hits]
+
+    return {"open_s": round(opened, 3), "faiss": kind, "n": index.n}, {
+        "search": search, "texts": lambda: [index.texts[i] for i in range(index.n)],
+    }
+
+
+# ---------------------------------------------------------------- LlamaIndex side
+
+
+_CLASSES: dict = {}
+
+
+def hash_embedding(dim: int = 384):
+    """A llama_index BaseEmbedding around synth.HashEmbedder (the exact embedder ragqa is given)."""
+    if "embedding" not in _CLASSES:
+        from llama_index.core.bridge.pydantic import PrivateAttr
+        from llama_index.core.embeddings import BaseEmbedding
+
+        class HashEmbedding(BaseEmbedding):
+            _inner: object = PrivateAttr()
+
+            def __init__(self, dim: int = 384, **kwargs):
+                super().__init__(model_name=f"hash-{dim}", embed_batch_size=PEER_EMBED_BATCH, **kwargs)
+                self._inner = HashEmbedder(dim)
+
+            @classmethod
+            def class_name(cls) -> str:
+                return "HashEmbedding"
+
+            def _get_query_embedding(self, query: str) -> list[float]:
+                return self._inner.encode_queries([query])[0].tolist()
+
+            async def _aget_query_embedding(self, query: str) -> list[float]:
+                return self._get_query_embedding(query)
+
+            def _get_text_embedding(self, text: str) -> list[float]:
+                return self._inner.encode_passages([text])[0].tolist()
+
+            def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+                return self._inner.encode_passages(texts).tolist()
+
+        _CLASSES["embedding"] = HashEmbedding
+    return _CLASSES["embedding"](dim)
+
+
+def paragraph_splitter():
+    """One node per paragraph (line); paragraphs over ~220 ragqa tokens cut by SentenceSplitter."""
+    if "splitter" not in _CLASSES:
+        from llama_index.core.bridge.pydantic import PrivateAttr
+        from llama_index.core.node_parser import SentenceSplitter, TextSplitter
+
+        class ParagraphSplitter(TextSplitter):
+            _long: object = PrivateAttr()
+
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self._long = SentenceSplitter(chunk_size=SPLITTER_CHUNK_TOKENS, chunk_overlap=0)
+
+            @classmethod
+            def class_name(cls) -> str:
+                return "ParagraphSplitter"
+
+            def split_text(self, text: str) -> list[str]:
+                out: list[str] = []
+                for line in text.splitlines():
+                    line = line.strip()
+                    if line:
+                        out.extend(self._long.split_text(line) if len(line) > PARAGRAPH_MAX_CHARS else [line])
+                return out
+
+        _CLASSES["splitter"] = ParagraphSplitter
+    return _CLASSES["splitter"]()
+
+
+def make_parser(chunking: str):
+    if chunking == "paragraph":
+        return paragraph_splitter()
+    if chunking == "splitter":
+        from llama_index.core.node_parser import SentenceSplitter
+
+        return SentenceSplitter(chunk_size=SPLITTER_CHUNK_TOKENS, chunk_overlap=0)
+    raise ValueError(f"unknown chunking {chunking!r}")
+
+
+def llama_setup() -> None:
+    """No LLM and our embedder as LlamaIndex's global defaults (nothing falls back to OpenAI)."""
+    from llama_index.core import Settings as LISettings
+    from llama_index.core.llms import MockLLM
+
+    LISettings.llm = MockLLM()
+    LISettings.embed_model = hash_embedding()
+
+
+def peer_build(
+    corpus_dir: Path, store_dir: Path, bm25_dir: Path, chunking: str = "paragraph", metadata: str = "default"
+) -> dict:
+    """Read, parse, embed + FAISS, BM25, persist, each timed. metadata='none' keeps the reader's file
+    metadata out of the embedded and BM25 text (by default LlamaIndex prepends 'file_path: ...' to both)."""
+    import faiss
+    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    llama_setup()
+    for d in (store_dir, bm25_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    embed = hash_embedding()
+    parser = make_parser(chunking)
+    stages: dict[str, float] = {}
+    gc.collect()
+    load0, c0 = loadavg(), time.process_time()
+    t0 = t = time.perf_counter()
+
+    def mark(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        stages[name] = round(now - t, 3)
+        t = now
+
+    docs = SimpleDirectoryReader(input_dir=str(corpus_dir), recursive=True, required_exts=[".txt"]).load_data()
+    if metadata == "none":
+        for d in docs:
+            d.excluded_embed_metadata_keys = list(d.metadata)
+            d.excluded_llm_metadata_keys = list(d.metadata)
+    mark("reading")
+    nodes = parser.get_nodes_from_documents(docs)
+    mark("parsing")
+    storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatIP(embed._inner.dim)))
+    VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
+    mark("embedding+faiss")
+    bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=HYBRID_DEPTH)
+    mark("bm25")
+    in_memory = time.perf_counter() - t0
+    storage.persist(persist_dir=str(store_dir))
+    bm25.persist(str(bm25_dir))
+    mark("persist")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "index_s": round(wall, 3), "index_cpu_s": round(cpu, 3), "index_in_memory_s": round(in_memory, 3),
+        "documents": len(docs), "chunks": len(nodes), "stages_s": stages, "chunking": chunking,
+        "metadata": metadata, "loadavg_before": load0, "loadavg_after": loadavg(),
+    }
+
+
+def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
+    from llama_index.core import StorageContext, load_index_from_storage
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    llama_setup()
+    gc.collect()
+    t0 = time.perf_counter()
+    vector_store = FaissVectorStore.from_persist_dir(str(store_dir))
+    storage = StorageContext.from_defaults(vector_store=vector_store, persist_dir=str(store_dir))
+    index = load_index_from_storage(storage, embed_model=hash_embedding())
+    bm25_loaded = BM25Retriever.from_persist_dir(str(bm25_dir))
+    opened = time.perf_counter() - t0
+    cache: dict = {}
+
+    def retriever(mode: str, k: int):
+        if (mode, k) not in cache:
+            if mode == "dense":
+                r = index.as_retriever(similarity_top_k=k)
+            elif mode == "lexical":
+                r = BM25Retriever(existing_bm25=bm25_loaded.bm25, similarity_top_k=k)
+            elif mode in ("hybrid", "hybrid_sync"):
+                r = QueryFusionRetriever(
+                    [retriever("dense", HYBRID_DEPTH), retriever("lexical", HYBRID_DEPTH)],
+                    similarity_top_k=k, num_queries=1, mode="reciprocal_rerank",
+                    use_async=(mode == "hybrid"),  # LlamaIndex's default is use_async=True
+                )
+            else:
+                raise ValueError(mode)
+            cache[(mode, k)] = r
+        return cache[(mode, k)]
+
+    def search(mode: str, k: int):
+        r = retriever(mode, k)
+        return lambda q: [n.node.get_content() for n in r.retrieve(q)]
+
+    faiss_index = vector_store.client
+    return {"open_s": round(opened, 3), "faiss": type(faiss_index).__name__, "n": faiss_index.ntotal}, {
+        "search": search, "texts": lambda: [n.get_content() for n in index.docstore.docs.values()],
+    }
+
+
+# ---------------------------------------------------------------- quality: gold evidence spans on the seeds
+
+
+def rank_metrics(search, rows: list[dict], all_texts: list[str], k: int) -> dict:
+    """hit@1, hit@k and MRR@k: a hit is a retrieved text containing one of the question's evidence spans
+    (whitespace-normalized). 'reachable': questions for which some chunk of the index contains a span at all."""
+    all_norm = [norm_ws(t) for t in all_texts]
+    first_ranks, reachable = [], 0
+    for r in rows:
+        spans = [norm_ws(e) for e in r["evidence"]]
+        texts = [norm_ws(t) for t in search(r["question"])][:k]
+        first_ranks.append(next((i + 1 for i, t in enumerate(texts) if any(s in t for s in spans)), None))
+        reachable += any(s in t for s in spans for t in all_norm)
+    n = len(rows)
+    hits = sum(x is not None for x in first_ranks)
+    return {
+        "hit": hits, "n": n, "hit_rate": round(hits / n, 3) if n else None,
+        "hit1": sum(x == 1 for x in first_ranks), "mrr": round(sum(1 / x for x in first_ranks if x) / n, 3) if n else None,
+        "reachable": reachable,
+    }
+
+
+PEER_QUALITY_VARIANTS = {
+    "paragraph": {"chunking": "paragraph", "metadata": "default"},
+    "paragraph, no file_path in text": {"chunking": "paragraph", "metadata": "none"},
+    "SentenceSplitter(290)": {"chunking": "splitter", "metadata": "default"},
+}
+
+
+def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
+    """Retrieval quality on the seed articles for the answerable gold questions, per system and mode."""
+    rows = [r for r in gold_rows() if r.get("answerable") and r.get("evidence")]
+    langs = {lang: [r for r in rows if r.get("lang") == lang] for lang in ("ko", "en")}
+    out: dict = {"k": k, "corpus": str(seeds), "questions": {lang: len(v) for lang, v in langs.items()}, "systems": {}}
+    qdir = work_dir / "quality"
+
+    def measure(handle) -> dict:
+        texts = handle["texts"]()
+        return {lang: {m: rank_metrics(handle["search"](m, k), v, texts, k) for m in MODES} for lang, v in langs.items()}
+
+    built = ragqa_build(seeds, qdir / "ragqa-index")
+    out["systems"]["ragqa"] = {"chunks": built["chunks"], **measure(ragqa_open(qdir / "ragqa-index")[1])}
+    for name, variant in PEER_QUALITY_VARIANTS.items():
+        slug = re.sub(r"\W+", "-", name).strip("-").lower()
+        info = peer_build(seeds, qdir / f"peer-{slug}", qdir / f"peer-{slug}-bm25", **variant)
+        handle = peer_open(qdir / f"peer-{slug}", qdir / f"peer-{slug}-bm25")[1]
+        out["systems"][f"llamaindex {name}"] = {"chunks": info["chunks"], **measure(handle)}
+    return out
+
+
+# ---------------------------------------------------------------- the side-by-side
+
+
+def run(
+    corpus_dir: Path, work_dir: Path, queries: list[str], k: int = 5, *, repeats: int = 3, build_repeats: int = 1,
+    chunking: str = "paragraph", with_quality: bool = True,
+) -> dict:
+    """Index `corpus_dir` with ragqa and with LlamaIndex (same HashEmbedder), time warm queries, compare.
+
+    Builds alternate (ragqa first, then ABBA order); the fastest build of each system is compared. Query
+    latency: one untimed pass per system and mode, then `repeats` timed passes alternating systems.
+    """
+    corpus_dir, work_dir = Path(corpus_dir), Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    meta: dict = {
+        "corpus": str(corpus_dir), "k": k, "queries": len(queries), "repeats": repeats,
+        "build_repeats": build_repeats, "hybrid_depth": HYBRID_DEPTH, "peer_chunking": chunking,
+        "peer_embed_batch": PEER_EMBED_BATCH, "python": platform.python_version(), "venv": sys.prefix,
+        "cpus": os.cpu_count(), "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_start": loadavg(),
+    }
+    paths = {
+        "ragqa": (work_dir / "ragqa-index",),
+        "llamaindex": (work_dir / "peer-storage", work_dir / "peer-bm25"),
+    }
+    builders = {
+        "ragqa": lambda: ragqa_build(corpus_dir, *paths["ragqa"]),
+        "llamaindex": lambda: peer_build(corpus_dir, *paths["llamaindex"], chunking=chunking),
+    }
+    openers = {"ragqa": lambda: ragqa_open(*paths["ragqa"]), "llamaindex": lambda: peer_open(*paths["llamaindex"])}
+    with no_network():
+        t = time.perf_counter()
+        import llama_index.core  # noqa: F401 - imports are outside both systems' timings
+        import llama_index.retrievers.bm25  # noqa: F401
+        import llama_index.vector_stores.faiss  # noqa: F401
+
+        meta["llama_index_import_s"] = round(time.perf_counter() - t, 3)
+        meta["corpus_bytes"] = warm_page_cache(corpus_dir)
+
+        order = ["ragqa", "llamaindex", "llamaindex", "ragqa"] * build_repeats
+        builds: dict[str, list[dict]] = {"ragqa": [], "llamaindex": []}
+        for name in order[: 2 * build_repeats]:
+            log(f"{name}: indexing {corpus_dir} (build {len(builds[name]) + 1})")
+            builds[name].append(builders[name]())
+            log(f"{name}: {builds[name][-1]['chunks']} chunks in {builds[name][-1]['index_s']} s")
+        systems = {}
+        for name, runs in builds.items():
+            best = dict(min(runs, key=lambda b: b["index_s"]))
+            best["index_s_all"] = [b["index_s"] for b in runs]
+            best["disk_bytes"] = dir_bytes(*paths[name])
+            systems[name] = best
+        systems["llamaindex"]["disk_bytes_by_dir"] = {
+            "storage: docstore + index store + faiss": dir_bytes(paths["llamaindex"][0]),
+            "bm25: bm25s arrays + node corpus": dir_bytes(paths["llamaindex"][1]),
+        }
+
+        handles = {}
+        for name, opener in openers.items():
+            opened, handles[name] = opener()
+            systems[name].update(opened)
+            t = time.perf_counter()
+            handles[name]["search"]("hybrid", k)(queries[0])
+            systems[name]["first_hybrid_query_ms"] = round((time.perf_counter() - t) * 1000, 3)
+        modes = {"ragqa": list(MODES), "llamaindex": [*MODES, "hybrid_sync"]}
+        fns = {name: {m: handles[name]["search"](m, k) for m in ms} for name, ms in modes.items()}
+        times: dict = {name: {m: [] for m in ms} for name, ms in modes.items()}
+        log("query latency: warm-up pass")
+        for name, per_mode in fns.items():
+            for fn in per_mode.values():
+                for q in queries:
+                    fn(q)
+        meta["loadavg_queries_start"] = loadavg()
+        for rep in range(repeats):
+            log(f"query latency: timed pass {rep + 1}/{repeats}")
+            for mode in modes["llamaindex"]:
+                for name in fns:
+                    fn = fns[name].get(mode)
+                    if fn is None:
+                        continue
+                    for q in queries:
+                        t = time.perf_counter()
+                        fn(q)
+                        times[name][mode].append(time.perf_counter() - t)
+        meta["loadavg_queries_end"] = loadavg()
+        for name in systems:
+            systems[name]["latency"] = {m: summarize(ts) for m, ts in times[name].items()}
+        del handles, fns
+        gc.collect()
+
+    rq, pr = systems["ragqa"], systems["llamaindex"]
+
+    def ratio(a, b):
+        return round(b / a, 2) if a else None
+
+    lr, lp = rq["latency"], pr["latency"]
+    ratios = {
+        "index_s": ratio(rq["index_s"], pr["index_s"]),
+        "index_cpu_s": ratio(rq["index_cpu_s"], pr["index_cpu_s"]),
+        "index_s_peer_without_persist": ratio(rq["index_s"], pr["index_in_memory_s"]),
+        "index_s_per_chunk": ratio(rq["index_s"] / rq["chunks"], pr["index_s"] / pr["chunks"]),
+        "open_s": ratio(rq["open_s"], pr["open_s"]),
+        "first_hybrid_query_ms": ratio(rq["first_hybrid_query_ms"], pr["first_hybrid_query_ms"]),
+        "disk_bytes": ratio(rq["disk_bytes"], pr["disk_bytes"]),
+    }
+    for m in MODES:
+        for p in ("p50_ms", "p95_ms"):
+            ratios[f"{m}_{p}"] = ratio(lr[m][p], lp[m][p])
+    for p in ("p50_ms", "p95_ms"):
+        ratios[f"hybrid_sync_{p}"] = ratio(lr["hybrid"][p], lp["hybrid_sync"][p])
+    result = {"meta": meta, "ragqa": rq, "llamaindex": pr, "ratios_peer_over_ragqa": ratios}
+    if with_quality:
+        log("quality check on the seed articles")
+        with no_network():
+            result["quality"] = quality(work_dir, k)
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta["loadavg_end"] = loadavg()
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(result: dict) -> str:
+    rq, pr, ra = result["ragqa"], result["llamaindex"], result["ratios_peer_over_ragqa"]
+    rows = [
+        ("chunks / nodes", rq["chunks"], pr["chunks"], None),
+        ("index wall s (incl. save)", rq["index_s"], pr["index_s"], ra["index_s"]),
+        ("index CPU s", rq["index_cpu_s"], pr["index_cpu_s"], ra["index_cpu_s"]),
+        ("  peer without persist, s", "", pr["index_in_memory_s"], ra["index_s_peer_without_persist"]),
+        ("index ms per 1k chunks", round(rq["index_s"] / rq["chunks"] * 1e6), round(pr["index_s"] / pr["chunks"] * 1e6),
+         ra["index_s_per_chunk"]),
+        ("disk MB", round(rq["disk_bytes"] / 1e6, 1), round(pr["disk_bytes"] / 1e6, 1), ra["disk_bytes"]),
+        ("open from disk s", rq["open_s"], pr["open_s"], ra["open_s"]),
+        ("first hybrid query ms", rq["first_hybrid_query_ms"], pr["first_hybrid_query_ms"], ra["first_hybrid_query_ms"]),
+        ("faiss", rq["faiss"], pr["faiss"], None),
+    ]
+    for mode in MODES:
+        for p in ("p50_ms", "p95_ms"):
+            rows.append((f"{mode} {p}", rq["latency"][mode][p], pr["latency"][mode][p], ra[f"{mode}_{p}"]))
+    for p in ("p50_ms", "p95_ms"):
+        rows.append((f"hybrid, use_async=False {p}", "", pr["latency"]["hybrid_sync"][p], ra[f"hybrid_sync_{p}"]))
+    lines = [f"{'':32} {'ragqa':>12} {'llamaindex':>12} {'peer/ragqa':>11}"]
+    for name, a, b, r in rows:
+        lines.append(f"{name:32} {str(a):>12} {str(b):>12} {'' if r is None else str(r):>11}")
+    lines.append(f"builds s: ragqa {rq['index_s_all']}, llamaindex {pr['index_s_all']}")
+    lines.append(f"stages s: ragqa {json.dumps(rq['stages_s'])}")
+    lines.append(f"          llamaindex {json.dumps(pr['stages_s'])}")
+    m = result["meta"]
+    lines.append(f"load average: start {m['loadavg_start']}, queries {m.get('loadavg_queries_start')} -> "
+                 f"{m.get('loadavg_queries_end')}, end {m.get('loadavg_end')} ({m['cpus']} CPUs)")
+    q = result.get("quality")
+    if q:
+        lines.append(f"\nseed articles, gold evidence spans, top {q['k']}: hits/n (hit@1) "
+                     f"[Korean n={q['questions']['ko']}, English n={q['questions']['en']}]")
+        cols = [("ko", "lexical"), ("ko", "hybrid"), ("ko", "dense"), ("en", "lexical"), ("en", "hybrid")]
+        lines.append(f"{'':36} {'chunks':>6} " + " ".join(f"{lang + ' ' + mode[:3]:>11}" for lang, mode in cols))
+        for name, s in q["systems"].items():
+            cells = [s[lang][mode] for lang, mode in cols]
+            lines.append(f"{name:36} {s['chunks']:>6} "
+                         + " ".join(f"{c['hit']:>2}/{c['n']:<2} ({c['hit1']:>2})".rjust(11) for c in cells))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--articles", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=HERE / "work" / "peer.json")
+    ap.add_argument("--work-dir", type=Path, default=None, help="default: benchmarks/work/peer-run-N")
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes over the queries (after a warm-up pass)")
+    ap.add_argument("--build-repeats", type=int, default=1, help="builds per system (alternating; best is kept)")
+    ap.add_argument("--peer-chunking", choices=("paragraph", "splitter"), default="paragraph")
+    ap.add_argument("--no-quality", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bm25s progress bars
+
+    corpus = HERE / "work" / f"peer-corpus-{args.articles}"
+    if not corpus.exists():
+        log(f"writing {args.articles} synthetic articles to {corpus}")
+        tmp = corpus.with_name(corpus.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_corpus(tmp, args.articles)
+        tmp.rename(corpus)
+    work = args.work_dir or HERE / "work" / f"peer-run-{args.articles}"
+    t0 = time.perf_counter()
+    result = run(
+        corpus, work, load_queries(), args.k, repeats=args.repeats, build_repeats=args.build_repeats,
+        chunking=args.peer_chunking, with_quality=not args.no_quality,
+    )
+    result["meta"]["articles"] = args.articles
+    result["meta"]["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"\nwrote {args.out} (total {result['meta']['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
