@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable
 
@@ -111,11 +112,20 @@ def with_next_paragraphs(hits: list, index, top: int = 3) -> tuple[list, dict[st
     return hits + extra, follows
 
 
+# "[000-5cafd9bf:p03]" inside article text (or copied by the model) would read as a citation; real ones are
+# only ever appended by ragqa, so look-alikes in sentence text get different brackets.
+_MARKER = re.compile(r"\[\s*([^\[\]\s]{1,60}:p\d{1,4}(?:\.\d+)?)\s*\]")
+
+
+def neutralize_markers(text: str) -> str:
+    return _MARKER.sub(r"〔\1〕", text)
+
+
 def verify(raw: list[dict], allowed: dict) -> list[AnswerSentence]:
     """Keep each sentence, flagged: citations must name passages given to the model and back the sentence."""
     out = []
     for s in raw:
-        text = str(s.get("text", "")).strip()
+        text = neutralize_markers(str(s.get("text", "")).strip())
         if not text:
             continue
         cites = [str(c) for c in dict.fromkeys(s.get("citations") or [])]

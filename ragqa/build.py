@@ -84,6 +84,7 @@ def build_index(
     signature = _signature(file_hashes(paths), settings, embed_spec)
 
     with store.index_lock(settings.index_dir, wait=lock_wait, on_wait=on_wait):
+        store.remove_debris(settings.index_dir)
         warnings: list[str] = []
         prev = _previous(settings.index_dir, warnings)
         if prev is not None and prev.manifest.get("signature") == signature and not _dense_now_possible(

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Chunks: paragraphs longer than this (estimated LLM tokens) are split at sentence boundaries.
     chunk_max_tokens: int = Field(220, ge=40)
     # Prompt budget for retrieved passages; prefill on a 2-core CPU runs ~185 tokens/s.
-    context_max_tokens: int = Field(1100, ge=100)
+    context_max_tokens: int = Field(700, ge=100)
     answer_max_tokens: int = Field(512, ge=1)
     # 0 = greedy decoding: the same question over the same index gives the same answer.
     temperature: float = Field(0.0, ge=0.0, le=2.0)

@@ -56,6 +56,8 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
     ignored = 0
     for root in paths:
         if not root.exists():
+            if root.is_symlink():
+                raise CorpusError(f"{root}: a broken or looping symbolic link")
             raise UsageError(f"path not found: {root}")
         if root.is_file():
             if root.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -158,14 +160,16 @@ def read_text(path: Path) -> tuple[str, bytes, str | None]:
     else:
         text, warning = decode_bytes(data)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    return text, data, warning
+    # Control characters (an ANSI escape sequence could clear a terminal) never reach the index.
+    return _CONTROL.sub("", text), data, warning
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def html_to_text(html: str) -> str:
-    try:
-        import trafilatura
-    except ImportError:
-        raise CorpusError("HTML needs the optional extractor: pip install 'ragqa[html]'") from None
+    import trafilatura
+
     text = trafilatura.extract(html, include_comments=False, include_tables=False, favor_precision=True)
     if not text:
         raise CorpusError("no article text found in this HTML page")
@@ -265,9 +269,12 @@ def clean_lines(lines: list[str]) -> tuple[list[str], list[str]]:
         if _boilerplate_reason(line):
             dropped.append(line)
             continue
-        line = _CAPTION_INLINE.sub("", line)
+        line = _CAPTION_INLINE.sub("", line).strip()
         if len(line) > 100:
             line = _EMAIL.sub("", line).strip()
+        if not line:
+            dropped.append(raw.strip())
+            continue
         if len(line) < 100 and not is_sentence(line):
             key = re.sub(r"\W+", "", line)
             if key in seen_short:  # repeated caption or headline line
@@ -420,7 +427,7 @@ def load_corpus(
     """
     found, skipped, ignored = discover(paths)
     corpus = Corpus(skipped=list(skipped), ignored=ignored)
-    explicit = {p.resolve() for p in paths if p.is_file()}
+    explicit = {os.path.abspath(p) for p in paths if p.is_file()}
     bases = doc_bases([source for _, source in found])
     for path, source in found:
         base = bases[source]
@@ -430,7 +437,7 @@ def load_corpus(
         try:
             text, data, warning = read_text(path)
         except CorpusError as e:
-            if strict or path.resolve() in explicit:
+            if strict or os.path.abspath(path) in explicit:
                 raise CorpusError(f"{path}: {e}") from None
             corpus.skipped.append((str(path), str(e)))
             continue

@@ -129,10 +129,25 @@ def tokenize_many(texts: list[str]) -> list[list[str]]:
     return [_tokens_of(r) for r in kiwi().tokenize(texts)]
 
 
+SENTENCE_WINDOW = 10_000
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Contiguous (start, end) spans of the sentences of `text`; together they cover it exactly."""
     if not text.strip():
         return [(0, len(text))] if text else []
+    if len(text) > 2 * SENTENCE_WINDOW:
+        # Kiwi analyses a whole paragraph at once; a megabyte without a line break (a scraped page) is
+        # split at whitespace into windows first, so time and memory stay linear.
+        spans, start = [], 0
+        while start < len(text):
+            end = min(len(text), start + SENTENCE_WINDOW)
+            if end < len(text):
+                cut = text.rfind(" ", start + SENTENCE_WINDOW // 2, end)
+                end = cut + 1 if cut > 0 else end
+            spans.extend((a + start, b + start) for a, b in sentence_spans(text[start:end]))
+            start = end
+        return spans
     starts = sorted({s.start for s in kiwi().split_into_sents(text)} | {0})
     starts = [s for s in starts if 0 <= s < len(text)]
     ends = starts[1:] + [len(text)]

@@ -29,7 +29,7 @@ from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
 from .schema import Chunk, Hit
 
 FORMAT = "ragqa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 REBUILD = "rebuild it with `ragqa index`"
@@ -276,6 +276,16 @@ def save(index_dir: Path, contents: IndexContents) -> dict:
     return manifest
 
 
+def remove_debris(index_dir: Path) -> list[str]:
+    """Remove what killed builds left behind. Call under index_lock: no build is running."""
+    removed = []
+    for p in index_dir.iterdir():
+        if p.name.startswith((".tmp-", ".manifest-")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
 def cleanup(index_dir: Path, keep: str | None) -> list[str]:
     """Remove data folders other than `keep` and debris of interrupted builds. Call under index_lock."""
     removed = []
@@ -351,12 +361,26 @@ class Index:
 
         try:
             self._bm25 = BM25.load(self.data, self.n)
+        except FileNotFoundError:
+            raise  # a newer build removed this generation while we opened it: load() retries
         except (ValueError, OSError) as e:
             raise IndexCorrupt(f"BM25 index unreadable ({e}); {REBUILD}") from None
         if len(self._bm25.indices) and int(self._bm25.indices.max(initial=0)) >= self.n:
             raise IndexCorrupt(f"BM25 index refers to chunks beyond the {self.n} in the table; {REBUILD}")
+        self._bm25.vocab = self.vocab  # read now: a later build may delete this generation's folder
+        if len(self.vocab) != len(self._bm25.indptr) - 1:
+            raise IndexCorrupt(f"vocab.json has {len(self.vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
+        self._faiss_fd = None
         if self.dense is not None:
             self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
+            self.vector_ids  # noqa: B018
+            # FAISS loads lazily (only dense searches need it); an open descriptor keeps the file readable
+            # even if a newer build removes this generation first.
+            self._faiss_fd = os.open(self.data / "faiss.index", os.O_RDONLY)
+
+    def __del__(self):
+        if getattr(self, "_faiss_fd", None) is not None:
+            os.close(self._faiss_fd)
 
     @property
     def dense(self) -> dict | None:
@@ -364,23 +388,18 @@ class Index:
 
     @property
     def bm25(self):
-        if not self._bm25.vocab:
-            vocab = self.vocab
-            if len(vocab) != len(self._bm25.indptr) - 1:
-                raise IndexCorrupt(f"vocab.json has {len(vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
-            self._bm25.vocab = vocab
         return self._bm25
 
     @cached_property
     def faiss(self):
         import faiss
 
-        path = self.data / "faiss.index"
+        path = f"/proc/self/fd/{self._faiss_fd}" if os.path.exists("/proc/self/fd") else str(self.data / "faiss.index")
         try:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             try:
-                index = faiss.read_index(str(path))
+                index = faiss.read_index(path)
             except RuntimeError as e:
                 raise IndexCorrupt(f"FAISS index unreadable ({str(e).splitlines()[0][:120]}); {REBUILD}") from None
         if index.ntotal != self.n or index.d != self.dense["dim"]:

@@ -1,0 +1,207 @@
+"""Damaged indexes are refused with a fix; killed builds and concurrent use never leave a mixed or lost index."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SEEDS, make_settings
+from ragqa import store
+from ragqa.build import build_index
+from ragqa.errors import IndexCorrupt, IndexMismatch
+from ragqa.retrieve import Retriever
+
+
+@pytest.fixture
+def dense_copy(tmp_path, dense_index):
+    settings = dense_index.model_copy(update={"index_dir": tmp_path / "index"})
+    shutil.copytree(dense_index.index_dir, settings.index_dir)
+    return settings
+
+
+def data_dir(settings):
+    return settings.index_dir / store.read_manifest(settings.index_dir)["data_dir"]
+
+
+def rewrite_manifest(settings, **changes):
+    path = settings.index_dir / store.MANIFEST
+    m = json.loads(path.read_text(encoding="utf-8"))
+    m.update(changes)
+    path.write_text(json.dumps(m), encoding="utf-8")
+    return m
+
+
+def test_truncated_faiss_file(dense_copy):
+    path = data_dir(dense_copy) / "faiss.index"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(IndexCorrupt, match="faiss.index is .* bytes, the manifest says .* \\(truncated\\?\\)"):
+        store.load(dense_copy.index_dir)
+
+
+def test_faiss_file_overwritten_with_garbage_of_the_same_size(dense_copy):
+    path = data_dir(dense_copy) / "faiss.index"
+    path.write_bytes(os.urandom(path.stat().st_size))
+    index = store.load(dense_copy.index_dir)
+    with pytest.raises(IndexCorrupt, match="FAISS index unreadable"):
+        index.faiss  # noqa: B018
+
+
+def test_manifest_with_wrong_dimension_or_unknown_version(dense_copy):
+    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    rewrite_manifest(dense_copy, dense={**manifest["dense"], "dim": 768})
+    with pytest.raises(IndexCorrupt, match="expected \\(74, 768\\)"):
+        store.load(dense_copy.index_dir)
+    rewrite_manifest(dense_copy, dense=manifest["dense"], format_version="two")
+    with pytest.raises(IndexCorrupt, match="format_version"):
+        store.load(dense_copy.index_dir)
+    rewrite_manifest(dense_copy, format_version=store.FORMAT_VERSION + 5, ragqa_version="9.9")
+    with pytest.raises(IndexMismatch, match="newer ragqa \\(9.9"):
+        store.load(dense_copy.index_dir)
+
+
+def test_chunk_table_that_does_not_match_faiss_rows(dense_copy):
+    d = data_dir(dense_copy)
+    vectors = np.load(d / "vectors.npy")
+    np.save(d / "vectors.npy", vectors[:-1])
+    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    files = {**manifest["files"], "vectors.npy": (d / "vectors.npy").stat().st_size}
+    rewrite_manifest(dense_copy, files=files)
+    with pytest.raises(IndexCorrupt, match="vectors.npy has shape \\(73, 32\\)"):
+        store.load(dense_copy.index_dir)
+
+
+def test_pickled_array_is_refused(dense_copy):
+    """Nothing in an index directory can run code: an object array would need pickle, which is off."""
+    d = data_dir(dense_copy)
+    np.save(d / "chunk_doc.npy", np.array([{"__reduce__": "evil"}] * 74, dtype=object), allow_pickle=True)
+    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    rewrite_manifest(dense_copy, files={**manifest["files"], "chunk_doc.npy": (d / "chunk_doc.npy").stat().st_size})
+    with pytest.raises(IndexCorrupt, match="pickle"):
+        store.load(dense_copy.index_dir)
+
+
+def test_no_pickle_or_remote_code_anywhere_in_the_package():
+    for path in (ROOT / "ragqa").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        assert "import pickle" not in source and "allow_pickle=True" not in source, path.name
+        assert "trust_remote_code=True" not in source, path.name
+
+
+# ---------------------------------------------------------------- killed builds
+
+
+def corpus_with(tmp_path, n: int, seed: int):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from synth import write_corpus
+
+    d = tmp_path / f"corpus-{seed}"
+    write_corpus(d, n, seed=seed)
+    return d
+
+
+QUERIES = ["미국이 H200 수출을 허용한 이유는?", "알리바바 자체 칩", "딥시크 쇼크 엔비디아 주가", "코어위브 투자"]
+
+
+def answers(settings) -> list[list[str]]:
+    index = store.load(settings.index_dir)
+    r = Retriever(index, settings)
+    return [[h.chunk_id + "|" + h.text for h in r.search(q, 5, "lexical").hits] for q in QUERIES]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
+    old_corpus, new_corpus = corpus_with(tmp_path, 300, 1), corpus_with(tmp_path, 300, 2)
+    settings = make_settings(tmp_path)
+    build_index([old_corpus], settings)
+    before = answers(settings)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "ragqa", "index", str(new_corpus), "--index-dir", str(settings.index_dir),
+           "--embed-model", "none"]
+    rng = random.Random(0)
+    outcomes = {"old": 0, "new": 0}
+    new_answers = None
+    for _ in range(12):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = answers(settings)  # must load, and be exactly the old or exactly the new index
+        if now == before:
+            outcomes["old"] += 1
+        else:
+            new_answers = new_answers or now
+            assert now == new_answers
+            outcomes["new"] += 1
+        debris = [p.name for p in settings.index_dir.iterdir() if p.name.startswith((".tmp-", ".manifest-"))]
+        assert len(debris) <= 1  # each build clears what the previous killed one left
+        if outcomes["new"]:
+            build_index([old_corpus], settings)  # back to the old corpus for the next round
+            assert answers(settings) == before
+    assert outcomes["old"] >= 3
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0
+    names = sorted(p.name for p in settings.index_dir.iterdir())
+    assert [n for n in names if n.startswith((".tmp-", ".manifest-"))] == []
+    assert len([n for n in names if n.startswith("data-")]) == 1
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_two_builds_at_once_give_one_valid_index(tmp_path):
+    settings = make_settings(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "ragqa", "index", str(SEEDS), "--index-dir", str(settings.index_dir),
+           "--embed-model", "none"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    outs = " ".join(out for out, _ in results)
+    assert "indexed:" in outs and "up to date:" in outs  # one built, the other waited and found it done
+    assert any("waiting for another ragqa build" in e for _, e in results)
+    assert store.load(settings.index_dir).n == 74
+
+
+def test_searches_during_rebuilds_see_old_or_new_never_a_mix(tmp_path):
+    small, large = tmp_path / "small", tmp_path / "large"
+    shutil.copytree(SEEDS, small)
+    shutil.copytree(SEEDS, large)
+    (large / "005_extra.txt").write_text("미국이 H200 수출을 허용한 이유에 대한 새 분석 기사다. 알리바바 자체 칩도 다룬다.", encoding="utf-8")
+    expected = []
+    for corpus in (small, large):
+        s = make_settings(tmp_path / f"ref-{corpus.name}")
+        build_index([corpus], s)
+        expected.append(answers(s))
+    assert expected[0] != expected[1]
+    settings = make_settings(tmp_path / "shared")
+    build_index([small], settings)
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.append(answers(settings))
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(6):
+        build_index([large if i % 2 == 0 else small], settings)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(seen) > 5 and all(r in expected for r in seen)
