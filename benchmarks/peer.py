@@ -18,6 +18,12 @@ whole documents instead (it packs several paragraphs into a node).
 Hybrid depth: ragqa fuses the top max(50, 4k) of BM25 and of FAISS; the peer's two retrievers get the same
 depth (similarity_top_k=50) and the fusion keeps k.
 
+FAISS threads: both systems search one query at a time. For 10,000 vectors and more, FAISS's flat search
+splits that one query over OpenMP threads, and on a loaded 2-CPU machine that costs ~30 ms per search
+(threads waiting for a descheduled sibling) against ~0.3 ms single-threaded; at 1,000 articles ragqa's
+9,984 chunks sit just under that threshold and the peer's ~11,000 nodes just over it. So by default both
+run with faiss.omp_set_num_threads(1) (`--faiss-threads 0` keeps FAISS's default; recorded either way).
+
 Fairness against a busy machine: builds alternate (ragqa, peer, peer, ragqa with --build-repeats 2; the
 best of each is compared), query passes alternate system by system, mode by mode; load averages are
 recorded.
@@ -118,6 +124,14 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError):
+        return None
+
+
 def summarize(seconds: list[float]) -> dict:
     ms = np.asarray(seconds) * 1000
     return {
@@ -211,7 +225,7 @@ def ragqa_open(index_dir: Path) -> tuple[dict, dict]:
         return lambda q: [h.text for h in retriever.search(q, k=k, mode=mode).hits]
 
     return {"open_s": round(opened, 3), "faiss": kind, "n": index.n}, {
-        "search": search, "texts": lambda: [index.texts[i] for i in range(index.n)],
+        "search": search, "texts": lambda: [index.texts[i] for i in range(index.n)] if hasattr(index, "texts") else None,
     }
 
 
@@ -343,7 +357,7 @@ def peer_build(
     mark("bm25")
     in_memory = time.perf_counter() - t0
     storage.persist(persist_dir=str(store_dir))
-    bm25.persist(str(bm25_dir))
+    bm25.persist(str(bm25_dir), show_progress=False)  # bm25s draws a tqdm bar by default
     mark("persist")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
@@ -365,7 +379,7 @@ def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
     vector_store = FaissVectorStore.from_persist_dir(str(store_dir))
     storage = StorageContext.from_defaults(vector_store=vector_store, persist_dir=str(store_dir))
     index = load_index_from_storage(storage, embed_model=hash_embedding())
-    bm25_loaded = BM25Retriever.from_persist_dir(str(bm25_dir))
+    bm25_loaded = BM25Retriever.from_persist_dir(str(bm25_dir), show_progress=False)  # no tqdm bar on load
     opened = time.perf_counter() - t0
     cache: dict = {}
 
@@ -402,19 +416,19 @@ def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
 def rank_metrics(search, rows: list[dict], all_texts: list[str], k: int) -> dict:
     """hit@1, hit@k and MRR@k: a hit is a retrieved text containing one of the question's evidence spans
     (whitespace-normalized). 'reachable': questions for which some chunk of the index contains a span at all."""
-    all_norm = [norm_ws(t) for t in all_texts]
+    all_norm = [norm_ws(t) for t in all_texts] if all_texts is not None else None
     first_ranks, reachable = [], 0
     for r in rows:
         spans = [norm_ws(e) for e in r["evidence"]]
         texts = [norm_ws(t) for t in search(r["question"])][:k]
         first_ranks.append(next((i + 1 for i, t in enumerate(texts) if any(s in t for s in spans)), None))
-        reachable += any(s in t for s in spans for t in all_norm)
+        reachable += bool(all_norm) and any(s in t for s in spans for t in all_norm)
     n = len(rows)
     hits = sum(x is not None for x in first_ranks)
     return {
         "hit": hits, "n": n, "hit_rate": round(hits / n, 3) if n else None,
         "hit1": sum(x == 1 for x in first_ranks), "mrr": round(sum(1 / x for x in first_ranks if x) / n, 3) if n else None,
-        "reachable": reachable,
+        "reachable": reachable if all_norm is not None else None,
     }
 
 
@@ -451,16 +465,21 @@ def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
 
 def run(
     corpus_dir: Path, work_dir: Path, queries: list[str], k: int = 5, *, repeats: int = 3, build_repeats: int = 1,
-    chunking: str = "paragraph", with_quality: bool = True,
+    chunking: str = "paragraph", with_quality: bool = True, faiss_threads: int = 1,
 ) -> dict:
     """Index `corpus_dir` with ragqa and with LlamaIndex (same HashEmbedder), time warm queries, compare.
 
     Builds alternate (ragqa first, then ABBA order); the fastest build of each system is compared. Query
     latency: one untimed pass per system and mode, then `repeats` timed passes alternating systems.
     """
+    import faiss
+
     corpus_dir, work_dir = Path(corpus_dir), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    if faiss_threads:
+        faiss.omp_set_num_threads(faiss_threads)
     meta: dict = {
+        "faiss_threads": faiss.omp_get_max_threads(), "faiss_threads_requested": faiss_threads or "default",
         "corpus": str(corpus_dir), "k": k, "queries": len(queries), "repeats": repeats,
         "build_repeats": build_repeats, "hybrid_depth": HYBRID_DEPTH, "peer_chunking": chunking,
         "peer_embed_batch": PEER_EMBED_BATCH, "python": platform.python_version(), "venv": sys.prefix,
@@ -504,11 +523,15 @@ def run(
 
         handles = {}
         for name, opener in openers.items():
+            gc.collect()
+            rss0 = rss_mb()
             opened, handles[name] = opener()
             systems[name].update(opened)
             t = time.perf_counter()
             handles[name]["search"]("hybrid", k)(queries[0])
             systems[name]["first_hybrid_query_ms"] = round((time.perf_counter() - t) * 1000, 3)
+            # Resident memory the opened index adds (ragqa memory-maps, so this grows as pages are touched).
+            systems[name]["rss_added_mb"] = round(rss_mb() - rss0, 1) if rss0 else None
         modes = {"ragqa": list(MODES), "llamaindex": [*MODES, "hybrid_sync"]}
         fns = {name: {m: handles[name]["search"](m, k) for m in ms} for name, ms in modes.items()}
         times: dict = {name: {m: [] for m in ms} for name, ms in modes.items()}
@@ -579,6 +602,7 @@ def table(result: dict) -> str:
          ra["index_s_per_chunk"]),
         ("disk MB", round(rq["disk_bytes"] / 1e6, 1), round(pr["disk_bytes"] / 1e6, 1), ra["disk_bytes"]),
         ("open from disk s", rq["open_s"], pr["open_s"], ra["open_s"]),
+        ("RSS added by open + 1 query, MB", rq["rss_added_mb"], pr["rss_added_mb"], None),
         ("first hybrid query ms", rq["first_hybrid_query_ms"], pr["first_hybrid_query_ms"], ra["first_hybrid_query_ms"]),
         ("faiss", rq["faiss"], pr["faiss"], None),
     ]
@@ -594,6 +618,7 @@ def table(result: dict) -> str:
     lines.append(f"stages s: ragqa {json.dumps(rq['stages_s'])}")
     lines.append(f"          llamaindex {json.dumps(pr['stages_s'])}")
     m = result["meta"]
+    lines.append(f"FAISS OpenMP threads: {m['faiss_threads']} (requested {m['faiss_threads_requested']})")
     lines.append(f"load average: start {m['loadavg_start']}, queries {m.get('loadavg_queries_start')} -> "
                  f"{m.get('loadavg_queries_end')}, end {m.get('loadavg_end')} ({m['cpus']} CPUs)")
     q = result.get("quality")
@@ -618,9 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the queries (after a warm-up pass)")
     ap.add_argument("--build-repeats", type=int, default=1, help="builds per system (alternating; best is kept)")
     ap.add_argument("--peer-chunking", choices=("paragraph", "splitter"), default="paragraph")
+    ap.add_argument("--faiss-threads", type=int, default=1, help="OpenMP threads for FAISS in both systems; 0: default")
     ap.add_argument("--no-quality", action="store_true")
     args = ap.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # bm25s progress bars
 
     corpus = HERE / "work" / f"peer-corpus-{args.articles}"
     if not corpus.exists():
@@ -633,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result = run(
         corpus, work, load_queries(), args.k, repeats=args.repeats, build_repeats=args.build_repeats,
-        chunking=args.peer_chunking, with_quality=not args.no_quality,
+        chunking=args.peer_chunking, with_quality=not args.no_quality, faiss_threads=args.faiss_threads,
     )
     result["meta"]["articles"] = args.articles
     result["meta"]["wall_s"] = round(time.perf_counter() - t0, 1)

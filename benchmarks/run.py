@@ -1,0 +1,357 @@
+"""ragqa benchmark harness: prints tables and writes JSON. Not part of the test suite.
+
+    python benchmarks/run.py                          # 1k and 10k articles, start-up, models, peer (~15 min)
+    python benchmarks/run.py --scales 1000,10000,100000   # up to ~1M chunks (~1 hour on 2 cores)
+    python benchmarks/run.py --sections startup,scale     # a subset
+
+Scale runs use a synthetic corpus built from the seed articles' own sentences and a hashing embedder (so
+FAISS can be measured at a million chunks); the cost of the real embedding models and of the default LLM is
+measured separately with random-weight models of their exact architectures. Every figure is a timing of
+this machine, not a quality measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / "work"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+QUERIES_KO = [
+    "미국이 H200 수출을 허용한 이유는?", "알리바바는 새 AI 칩을 어디서 제조하나?", "엔비디아 시가총액은 하루에 얼마나 증발했나?",
+    "딥시크 앱은 앱스토어에서 몇 위였나?", "코어위브에 대한 엔비디아의 투자 규모는?", "과학혁신판에 상장한 기업은 몇 곳인가?",
+    "선전시가 발표한 AI 지원 대책은?", "중국 정부는 화웨이 칩을 어떻게 지원하나?", "브로드컴 주가는 얼마나 떨어졌나?",
+    "AMD가 수출하려는 칩은 무엇인가?",
+]
+
+
+# ---------------------------------------------------------------- measuring helpers
+
+
+class StageMeter:
+    """Wall time and peak RSS per build stage, from ragqa's progress callback and a sampling thread."""
+
+    def __init__(self):
+        self.stages: dict[str, dict] = {}
+        self.current = None
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            if self.current:
+                stage = self.stages[self.current]
+                stage["peak_rss_mb"] = max(stage["peak_rss_mb"], self.rss_mb())
+            time.sleep(0.02)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.current:
+            now = time.perf_counter()
+            if self.current:
+                self.stages[self.current]["seconds"] += now - self.stages[self.current]["_t"]
+            self.stages.setdefault(stage, {"seconds": 0.0, "peak_rss_mb": self.rss_mb()})["_t"] = now
+            self.current = stage
+
+    def finish(self) -> dict:
+        self("done", 0, 0)
+        self._stop.set()
+        self.stages.pop("done", None)
+        return {k: {"seconds": round(v["seconds"], 2), "peak_rss_mb": round(v["peak_rss_mb"])} for k, v in self.stages.items()}
+
+
+def percentiles(samples: list[float]) -> dict:
+    s = sorted(samples)
+    return {"p50_ms": round(1000 * s[len(s) // 2], 2), "p95_ms": round(1000 * s[min(len(s) - 1, int(0.95 * len(s)))], 2)}
+
+
+def run_process(cmd: list[str], repeat: int = 5, env: dict | None = None) -> dict:
+    """Wall time of a whole process, `repeat` times (median and min)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env or os.environ.copy(), cwd=ROOT)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-500:]}")
+    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "runs": repeat}
+
+
+def dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6, 1)
+
+
+def ragqa_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ragqa", *args]
+
+
+def offline_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGQA_")}
+    return {**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def startup() -> dict:
+    from ragqa.build import build_index
+    from ragqa.config import Settings
+
+    index_dir = WORK / "seeds-index"
+    build_index([ROOT / "seeds"], Settings(index_dir=index_dir, embed_model="none", llm="none"))
+    env = offline_env()
+    return {
+        "help": run_process(ragqa_cmd("--help"), 10, env),
+        "ask_extractive": run_process(
+            ragqa_cmd("ask", "--json", "--llm", "none", "--index-dir", str(index_dir), QUERIES_KO[0]), 5, env
+        ),
+        "search_lexical_seeds": run_process(
+            ragqa_cmd("search", "--json", "--mode", "lexical", "--index-dir", str(index_dir), QUERIES_KO[1]), 5, env
+        ),
+    }
+
+
+def scale_child(articles: int) -> dict:
+    """One scale, in its own process so that memory figures are its own."""
+    import numpy as np
+
+    from ragqa import store
+    from ragqa.build import build_index
+    from ragqa.config import Settings
+    from ragqa.retrieve import Retriever
+    from synth import HashEmbedder, add_article, write_corpus
+
+    corpus = WORK / f"corpus-{articles}"
+    if not corpus.exists():
+        write_corpus(corpus, articles, seed=0)
+    for extra in corpus.glob("9999999_*"):
+        extra.unlink()
+    index_dir = WORK / f"index-{articles}"
+    shutil.rmtree(index_dir, ignore_errors=True)
+    settings = Settings(index_dir=index_dir, models_dir=WORK / "models", embed_model="none", llm="none")
+    embedder = HashEmbedder()
+
+    meter = StageMeter()
+    start = time.perf_counter()
+    report = build_index([corpus], settings, embedder=embedder, progress=meter)
+    build_s = time.perf_counter() - start
+    stages = meter.finish()
+    out: dict = {
+        "articles": articles, "chunks": report.chunks, "build_s": round(build_s, 1),
+        "chunks_per_s": round(report.chunks / build_s), "stages": stages,
+        "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stages.values())),
+    }
+    data = index_dir / store.read_manifest(index_dir)["data_dir"]
+    out["disk_mb"] = {
+        "total": dir_mb(data),
+        "vectors+faiss": round(sum((data / f).stat().st_size for f in ("vectors.npy", "faiss.index")) / 1e6, 1),
+        "manifest": round((index_dir / store.MANIFEST).stat().st_size / 1e6, 1),
+    }
+
+    start = time.perf_counter()
+    index = store.load(index_dir)
+    retriever = Retriever(index, settings, embedder=embedder)
+    retriever.search(QUERIES_KO[0], 5, "hybrid")
+    out["load_and_first_search_s"] = round(time.perf_counter() - start, 2)
+    out["faiss"] = index.dense["faiss"]
+
+    rng = np.random.default_rng(0)
+    sample_rows = rng.choice(index.n, size=90, replace=False)
+    queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in sample_rows]
+    out["search"] = {}
+    for mode in ("lexical", "dense", "hybrid"):
+        for q in queries[:10]:
+            retriever.search(q, 5, mode)  # warm-up
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            retriever.search(q, 5, mode)
+            times.append(time.perf_counter() - t)
+        out["search"][mode] = percentiles(times)
+
+    qv = embedder.encode_queries(queries)
+    vectors = np.asarray(index.vectors)
+    exact = np.argsort(-(qv @ vectors.T), axis=1)[:, :10]
+    _, ids = index.faiss.search(qv, 10)
+    found = [index.rows_of_ids(row) for row in ids]
+    out["faiss_recall@10"] = round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])), 4)
+
+    env = offline_env()
+    out["cold_hybrid_search"] = run_process(
+        [sys.executable, str(HERE / "cold_search.py"), str(index_dir), QUERIES_KO[1]], 3, env
+    )
+    out["cold_cli_lexical_search"] = run_process(
+        ragqa_cmd("search", "--json", "--mode", "lexical", "--index-dir", str(index_dir), QUERIES_KO[1]), 3, env
+    )
+
+    start = time.perf_counter()
+    again = build_index([corpus], settings, embedder=embedder)
+    out["reindex_unchanged_s"] = round(time.perf_counter() - start, 2)
+    assert again.up_to_date
+    add_article(corpus)
+    meter = StageMeter()
+    start = time.perf_counter()
+    added = build_index([corpus], settings, embedder=embedder, progress=meter)
+    out["add_one_article"] = {
+        "seconds": round(time.perf_counter() - start, 1), "stages": meter.finish(), "embedded": added.embedded,
+        "tokenized": added.tokenized, "reread_files": added.reread_files,
+    }
+    for extra in corpus.glob("9999999_*"):
+        extra.unlink()
+    return out
+
+
+def scale(articles: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--child-scale", str(articles)], capture_output=True, text=True,
+        env=offline_env(),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"scale {articles} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def script_json(script: str, *args: str, env: dict | None = None, python: str | None = None) -> dict | None:
+    path = HERE / script
+    if not path.exists():
+        return None
+    out = WORK / (path.stem + ".json")
+    proc = subprocess.run(
+        [python or sys.executable, str(path), *args, "--out", str(out)], capture_output=True, text=True,
+        env=env or offline_env(), cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- tables
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cells = [[str(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "-|-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+STAGE_GROUPS = [
+    ("parse/clean/chunk", ("scanning", "reading", "chunking")),
+    ("tokenize", ("tokenizing",)),
+    ("BM25", ("bm25",)),
+    ("embed (hash)", ("embedding",)),
+    ("FAISS", ("vector index",)),
+    ("save", ("saving",)),
+]
+
+
+def report(results: dict) -> str:
+    out = [f"ragqa benchmarks — {results['machine']} — timings, not quality"]
+    if "startup" in results:
+        s = results["startup"]
+        out.append("\nStart-up (whole processes, median of runs)")
+        out.append(table(
+            [[k, v["median_s"], v["min_s"]] for k, v in s.items()], ["command", "median s", "min s"]
+        ))
+    scales = results.get("scale", [])
+    if scales:
+        out.append("\nIndexing per stage: seconds (chunks/s) [peak RSS MB]")
+        rows = []
+        for sc in scales:
+            row = [sc["articles"], sc["chunks"]]
+            for _, names in STAGE_GROUPS:
+                secs = sum(sc["stages"].get(n, {}).get("seconds", 0) for n in names)
+                mem = max([sc["stages"].get(n, {}).get("peak_rss_mb", 0) for n in names])
+                row.append(f"{secs:.1f} ({sc['chunks'] / secs if secs else 0:,.0f}) [{mem}]")
+            row += [sc["build_s"], sc["disk_mb"]["total"]]
+            rows.append(row)
+        out.append(table(rows, ["articles", "chunks", *[g for g, _ in STAGE_GROUPS], "total s", "disk MB"]))
+        out.append("\nSearch, warm (k=5, 100 queries): p50 / p95 ms; FAISS recall@10 vs exact; cold processes")
+        rows = []
+        for sc in scales:
+            s = sc["search"]
+            rows.append([
+                sc["chunks"], sc["faiss"]["kind"],
+                *[f"{s[m]['p50_ms']} / {s[m]['p95_ms']}" for m in ("lexical", "dense", "hybrid")],
+                sc["faiss_recall@10"], sc["cold_hybrid_search"]["median_s"], sc["cold_cli_lexical_search"]["median_s"],
+            ])
+        out.append(table(rows, ["chunks", "faiss", "lexical", "dense", "hybrid", "recall@10", "cold hybrid s",
+                                "cold CLI lexical s"]))
+        out.append("\nIncremental")
+        out.append(table(
+            [[sc["chunks"], sc["reindex_unchanged_s"], sc["add_one_article"]["seconds"],
+              sc["add_one_article"]["embedded"], sc["add_one_article"]["reread_files"]] for sc in scales],
+            ["chunks", "unchanged re-index s", "add 1 article s", "embedded", "files re-read"],
+        ))
+    for key in ("embed_cost", "llm_cost", "peer"):
+        if results.get(key):
+            out.append(f"\n{key}: see the JSON (" + ", ".join(list(results[key])[:8]) + ")")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", default="1000,10000", help="article counts, comma-separated")
+    parser.add_argument("--sections", default="startup,scale,models,peer")
+    parser.add_argument("--peer-articles", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=WORK / "results.json")
+    parser.add_argument("--child-scale", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.child_scale:
+        print(json.dumps(scale_child(args.child_scale)))
+        return
+    sections = set(args.sections.split(","))
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if "startup" in sections:
+        print("start-up…", file=sys.stderr)
+        results["startup"] = startup()
+    if "scale" in sections:
+        results["scale"] = []
+        for n in [int(x) for x in args.scales.split(",")]:
+            print(f"scale {n} articles…", file=sys.stderr)
+            t = time.perf_counter()
+            results["scale"].append(scale(n))
+            print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if "models" in sections:
+        print("real-cost model timings…", file=sys.stderr)
+        results["embed_cost"] = script_json("embed_cost.py")
+        results["llm_cost"] = script_json("llm_cost.py")
+    if "peer" in sections:
+        print("peer…", file=sys.stderr)
+        peer_python = os.environ.get("RAGQA_BENCH_PEER_PYTHON")
+        results["peer"] = script_json("peer.py", "--articles", str(args.peer_articles), python=peer_python)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(report(results))
+    print(f"\nwrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
