@@ -5,7 +5,8 @@ vocabulary (Qwen's real byte-level BPE, taken from the `dashscope` wheel on PyPI
 costs what the real file costs: load time, prompt tokens/s, generated tokens/s, and the JSON-grammar
 sampling over the 151,936-token vocabulary. The figures are speed, not answer quality.
 
-    python benchmarks/llm_cost.py [--quality] [--out FILE] [--work DIR] [--tiktoken-python PY]
+    python benchmarks/llm_cost.py [--quality] [--knobs] [--wait-quiet S] [--out FILE] [--work DIR]
+                                  [--tiktoken-python PY]
 
 Artifacts (the tokenizer file, the F16 and Q4_K_M GGUFs, a lexical index of the seeds) are cached under
 benchmarks/work/ and reused.
@@ -83,6 +84,9 @@ MODELS = {
         arch="qwen2", n_vocab=151_936, n_embd=1536, n_layer=28, n_head=12, n_head_kv=2, head_dim=128, n_ff=8960,
         n_ctx_train=32768, rope_base=1e6, rms_eps=1e-6, qkv_bias=True, qk_norm=False,
         special={151643 + i: t for i, t in enumerate(QWEN25_SPECIAL)}, template=QWEN25_TEMPLATE,
+        # Qwen's official file is 131,272,704 bytes bigger than a tied-embedding one: that is exactly
+        # token_embd in Q4_K, i.e. it stores the embedding twice (token_embd Q4_K + output.weight Q6_K).
+        # The output matmul is Q6_K either way, so the speed is the same.
         real_bytes=1_117_320_736,
     ),
     # Qwen3-4B's config.json
@@ -105,7 +109,7 @@ def qwen_ranks(work: Path) -> dict[bytes, int]:
     """Qwen's BPE ranks (token bytes -> rank) from the dashscope wheel, fetched once with pip."""
     path = work / "qwen.tiktoken"
     if not path.exists():
-        dl = work / "dl"
+        dl = work / "dashscope-wheel"
         dl.mkdir(parents=True, exist_ok=True)
         if not list(dl.glob("dashscope-*.whl")):
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "dashscope", "-d", str(dl)],
@@ -269,7 +273,10 @@ def build_model(work: Path, name: str) -> tuple[Path, dict]:
 
     cfg = MODELS[name]
     out = work / f"{name}-random-q4_k_m.gguf"
+    sidecar = out.with_suffix(".build.json")
     info = {"path": str(out), "cached": out.exists()}
+    if out.exists() and sidecar.exists():
+        info |= {k: v for k, v in json.loads(sidecar.read_text()).items() if k.endswith("_s")}
     if not out.exists():
         f16 = work / f"{name}-random-f16.gguf"
         if not f16.exists():
@@ -289,6 +296,7 @@ def build_model(work: Path, name: str) -> tuple[Path, dict]:
         info["quantize_s"] = round(time.perf_counter() - t0, 1)
         log(f"quantized to {out.name} in {info['quantize_s']}s")
         f16.unlink()  # 3-8 GB, only needed for quantizing
+        sidecar.write_text(json.dumps(info))
     info["bytes"] = out.stat().st_size
     if cfg["real_bytes"]:
         info["real_bytes"] = cfg["real_bytes"]
@@ -336,6 +344,60 @@ def check_tokenizer(llm, work: Path, tiktoken_python: str | None) -> dict:
 # ---------------------------------------------------------------- measurements
 
 
+def enable_sampler_perf() -> None:
+    """Make llama-cpp-python's sampler chains keep llama.cpp's timing counters (off by default), so the
+    time spent sampling, which is where the JSON grammar runs, can be read with llama_perf_sampler."""
+    import llama_cpp.llama_cpp as llama_cpp  # the module llama_cpp._internals calls through
+
+    if getattr(llama_cpp.llama_sampler_chain_default_params, "_timed", False):
+        return
+    original = llama_cpp.llama_sampler_chain_default_params
+
+    def timed():
+        params = original()
+        params.no_perf = False
+        return params
+
+    timed._timed = True
+    llama_cpp.llama_sampler_chain_default_params = timed
+
+
+class CpuMeter:
+    """Wall time of a block, and the CPU other processes used meanwhile (in cores): a 2-core machine
+    shared with another busy process gives llama.cpp's 2 threads a fraction of the speed."""
+
+    def __enter__(self):
+        self.start = (time.perf_counter(), self._busy(), self._own())
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, own = (b - a for a, b in zip(self.start, (time.perf_counter(), self._busy(), self._own())))
+        self.wall_s = wall
+        self.others_cores = round(max(0.0, busy - own) / wall, 2) if wall > 0 else 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system
+
+
+def wait_quiet(max_s: float, threshold: float = 0.15, window: float = 15.0) -> float:
+    """Wait (at most max_s) until other processes use under `threshold` cores; their last measured use."""
+    deadline = time.monotonic() + max_s
+    while True:
+        with CpuMeter() as m:
+            time.sleep(window)
+        if m.others_cores < threshold or time.monotonic() > deadline:
+            return m.others_cores
+        log(f"waiting: other processes use {m.others_cores} cores")
+
+
 def perf(llm) -> dict:
     """llama.cpp's own counters: prompt eval, per-token eval, and sampling (the grammar lives in the sampler)."""
     import llama_cpp
@@ -355,36 +417,38 @@ def reset_perf(llm) -> None:
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
 
 
-def rates(gen, p: dict) -> dict:
+def rates(gen, p: dict, meter: CpuMeter) -> dict:
     """Tokens/s from ragqa's Generation timings (wall clock) and from llama.cpp's counters."""
     decode_s = gen.total_s - gen.first_token_s
+    n = gen.completion_tokens
     out = {
         "prompt_tokens": gen.prompt_tokens,
-        "completion_tokens": gen.completion_tokens,
+        "completion_tokens": n,
         "finish_reason": gen.finish_reason,
         "first_token_s": round(gen.first_token_s, 3),
         "total_s": round(gen.total_s, 3),
-        # wall clock: the first token comes after prefill; the rest are one decode + sample each
-        "wall_prompt_tok_s": round(gen.prompt_tokens / gen.first_token_s, 1),
-        "wall_gen_tok_s": round((gen.completion_tokens - 1) / decode_s, 2) if gen.completion_tokens > 1 else None,
+        # wall clock: the first token comes after prefill; each later one is one decode + one sample
+        "prompt_tok_s": round(gen.prompt_tokens / gen.first_token_s, 1),
+        "gen_tok_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
         "llama_prompt_tok_s": round(p["prompt_eval_tokens"] / p["prompt_eval_ms"] * 1e3, 1) if p["prompt_eval_ms"] else None,
-        "llama_eval_tok_s": round(p["eval_tokens"] / p["eval_ms"] * 1e3, 2) if p["eval_ms"] else None,
-        "llama_eval_ms_per_token": round(p["eval_ms"] / p["eval_tokens"], 2) if p["eval_tokens"] else None,
+        "eval_ms_per_token": round(p["eval_ms"] / p["eval_tokens"], 2) if p["eval_tokens"] else None,
+        "others_cpu_cores": meter.others_cores,
     }
     if p.get("samples"):
         out["sample_ms_per_token"] = round(p["sample_ms"] / p["samples"], 2)
+    if n > 1 and decode_s > 0 and p["eval_tokens"]:
+        # everything per generated token that is not the model: sampling (grammar) and Python
+        out["non_eval_ms_per_token"] = round((decode_s * 1e3 - p["eval_ms"]) / (n - 1), 2)
     return out
 
 
 def prompt_of(llm, n_tokens: int) -> str:
-    """A ChatML prompt of about n_tokens: the seed articles as the user message, cut to fit."""
-    from ragqa.generate import build_messages
-
+    """A ChatML prompt of about n_tokens: seed article text as the user message, cut to fit."""
     text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt")))
+    count = lambda s: len(llm.llm.tokenize(s.encode("utf-8"), add_bos=False, special=True))  # noqa: E731
+    overhead = count(llm.render([{"role": "user", "content": ""}]))
     ids = llm.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    overhead = len(llm.llm.tokenize(llm.render(build_messages("?", [], "ko", False)).encode("utf-8"),
-                                    add_bos=False, special=True))
-    body = llm.llm.detokenize(ids[: max(1, n_tokens - overhead)]).decode("utf-8", errors="ignore")
+    body = llm.llm.detokenize(ids[: n_tokens - overhead]).decode("utf-8", errors="ignore")
     return llm.render([{"role": "user", "content": body}])
 
 
@@ -394,57 +458,111 @@ def measure_model(path: Path, work: Path, settings, index_dir: Path, tiktoken_py
     from ragqa.generate import LocalLLM, answer_schema, grammar_for
     from ragqa.retrieve import Retriever
 
+    enable_sampler_perf()
     res: dict = {}
-    t0 = time.perf_counter()
-    llm = LocalLLM(path, settings)
-    res["load_s"] = round(time.perf_counter() - t0, 3)
+    evict(path)
+    with CpuMeter() as m:
+        llm = LocalLLM(path, settings)
+    res["load_s"] = round(m.wall_s, 3)  # the file read from disk
+    with CpuMeter() as m:
+        LocalLLM(path, settings).llm.close()
+    res["reload_s"] = round(m.wall_s, 3)  # the file in the page cache
     raw = llm.llm
     res["n_threads"], res["n_batch"], res["n_ctx"] = raw.n_threads, raw.n_batch, raw.n_ctx()
     res["tokenizer"] = check_tokenizer(raw, work, tiktoken_python)
 
-    # Plain prompt processing + generation, no grammar. EOG tokens are never sampled by a random model in
-    # practice (1 in 151,936), so max_tokens is what is generated.
+    # Plain prompt processing + generation, no grammar. A random model practically never samples an
+    # end-of-generation token (2 of 151,936), so max_tokens is what gets generated.
     prompt = prompt_of(llm, 1000)
     llm.generate(llm.render([{"role": "user", "content": "warm up"}]), None, 4)
     reset_perf(raw)
-    gen = llm.generate(prompt, None, 128)
-    res["plain"] = rates(gen, perf(raw))
+    with CpuMeter() as m:
+        gen = llm.generate(prompt, None, 128)
+    res["plain"] = rates(gen, perf(raw), m)
     log(f"plain: {res['plain']}")
 
-    # Greedy JSON-grammar decoding on the same prompt, with the answer schema's 'answerable' branch only,
-    # so it writes sentences (as a real answer does) instead of possibly '{"answerable": false, ...}'.
+    # Greedy JSON-grammar decoding of the same prompt with the answer grammar's 'answerable' branch only,
+    # so it writes sentences (as a real answer does) rather than perhaps '{"answerable": false, ...}'.
     schema = answer_schema(["d1#0", "d1#1", "d2#0", "d3#4", "d4#2"], quote=False)
-    forced = grammar_for(schema["anyOf"][0])
     reset_perf(raw)
-    gen = llm.generate(prompt, forced, 256)
-    res["grammar_answerable"] = rates(gen, perf(raw)) | {"text_head": gen.text[:200]}
-    log(f"grammar (answerable branch): {res['grammar_answerable']}")
+    with CpuMeter() as m:
+        gen = llm.generate(prompt, grammar_for(schema["anyOf"][0]), 256)
+    res["grammar"] = rates(gen, perf(raw), m) | {"text_head": gen.text[:120]}
+    log(f"grammar (answerable branch): {res['grammar']}")
 
-    # The real `ragqa ask` path.
+    # The real `ragqa ask` path, full answer grammar, default k and answer_max_tokens.
     retriever = Retriever(store.load(index_dir), settings)
     res["ask"] = []
     for q in QUESTIONS:
         reset_perf(raw)
-        t0 = time.perf_counter()
-        answer = ask(q, retriever, settings, llm=llm)
-        wall = time.perf_counter() - t0
-        tm = answer.timings
-        p = perf(raw)
-        row = {"question": q, **tm, "wall_s": round(wall, 3), "context": len(answer.context),
-               "answerable": answer.answerable}
-        gen_tokens = tm.get("completion_tokens", 0)
-        decode_s = tm.get("generation_s", 0) - tm.get("first_token_s", 0)
-        if gen_tokens > 1 and decode_s > 0:
-            row["gen_tok_s"] = round((gen_tokens - 1) / decode_s, 2)
+        with CpuMeter() as m:
+            answer = ask(q, retriever, settings, llm=llm)
+        tm, p = answer.timings, perf(raw)
+        row = {"question": q, **{k: int(v) if k.endswith("_tokens") else v for k, v in tm.items()}, "context": len(answer.context), "answerable": answer.answerable,
+               "others_cpu_cores": m.others_cores}
+        n, decode_s = tm.get("completion_tokens", 0), tm.get("generation_s", 0) - tm.get("first_token_s", 0)
         if tm.get("first_token_s"):
             row["prompt_tok_s"] = round(tm["prompt_tokens"] / tm["first_token_s"], 1)
-        if p.get("samples"):
-            row["sample_ms_per_token"] = round(p["sample_ms"] / p["samples"], 2)
+        if n > 1 and decode_s > 0:
+            row["gen_tok_s"] = round((n - 1) / decode_s, 2)
+            row["non_eval_ms_per_token"] = round((decode_s * 1e3 - p["eval_ms"]) / (n - 1), 2)
         if p["eval_tokens"]:
             row["eval_ms_per_token"] = round(p["eval_ms"] / p["eval_tokens"], 2)
+        if p.get("samples"):
+            row["sample_ms_per_token"] = round(p["sample_ms"] / p["samples"], 2)
         res["ask"].append(row)
         log(f"ask: {row}")
+    raw.close()
     return res
+
+
+def evict(path: Path) -> None:
+    """Drop this one file from the page cache, so the first load reads it from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def raw_speed(path: Path, n_prompt: int = 1000, n_gen: int = 64, n_threads: int = N_THREADS,
+              repack: bool = True, flash_attn: bool = False) -> dict:
+    """Prompt and decode tokens/s of llama.cpp alone (no sampling, no Python per token), for one setting.
+
+    repack=False turns off llama.cpp's "extra buffer types": by default the CPU backend copies Q4_K weights
+    at load time into an interleaved layout (REPACK in the system info) with its own matmul kernels."""
+    import llama_cpp.llama_cpp as lib
+    from llama_cpp import Llama
+
+    original = lib.llama_model_default_params
+
+    def params():
+        p = original()
+        p.use_extra_bufts = repack
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        with CpuMeter() as load:
+            llm = Llama(str(path), n_ctx=N_CTX, n_threads=n_threads, n_threads_batch=n_threads, n_batch=512,
+                        flash_attn=flash_attn, verbose=False)
+    finally:
+        lib.llama_model_default_params = original
+    tokens = [int(t) for t in np.random.default_rng(0).integers(1000, 100_000, n_prompt)]
+    llm.eval(tokens[:8])  # warm-up
+    llm.reset()
+    with CpuMeter() as m:
+        llm.eval(tokens)
+        pp = time.perf_counter() - m.start[0]
+        for t in tokens[:n_gen]:
+            llm.eval([t])
+    llm.close()
+    return {"n_threads": n_threads, "repack": repack, "flash_attn": flash_attn, "load_s": round(load.wall_s, 2),
+            "prompt_tokens": n_prompt, "prompt_tok_s": round(n_prompt / pp, 1),
+            "gen_tok_s": round(n_gen / (m.wall_s - pp), 2), "others_cpu_cores": m.others_cores}
+
+
+KNOBS = [{}, {"n_threads": 1}, {"flash_attn": True}, {"repack": False}]
 
 
 def lexical_index(work: Path, settings) -> Path:
@@ -456,12 +574,21 @@ def lexical_index(work: Path, settings) -> Path:
 
 def machine() -> dict:
     load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    return {"cpus": os.cpu_count(), "processor": model,
             "loadavg_before": [round(x, 2) for x in load]}
 
 
-def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None = None) -> dict:
-    """Build (or reuse) the random-weight GGUFs under work_dir and measure them through ragqa's code."""
+def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None = None, wait_s: float = 0,
+            knobs: bool = False) -> dict:
+    """Build (or reuse) the random-weight GGUFs under work_dir and measure them through ragqa's code.
+
+    Timings are only meaningful on an otherwise idle machine: every result records the CPU other processes
+    used meanwhile ('others_cpu_cores'); `wait_s` waits up to that long for them to finish first.
+    `knobs` adds llama.cpp-only speeds of the default model under other settings (threads, flash
+    attention, weight repacking)."""
     import llama_cpp
 
     from ragqa.config import Settings
@@ -469,7 +596,7 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(n_threads=N_THREADS, n_ctx=N_CTX, embed_model="none", llm="none",
-                        index_dir=work_dir / "seeds-index", models_dir=work_dir, seeds_dir=SEEDS)
+                        index_dir=work_dir / "llm_cost-index", models_dir=work_dir, seeds_dir=SEEDS)
     lexical_index(work_dir, settings)
     out = {"note": NOTE, "llama_cpp_python": llama_cpp.__version__, "machine": machine(),
            "settings": {"n_threads": N_THREADS, "n_ctx": N_CTX, "top_k": settings.top_k,
@@ -478,36 +605,54 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
            "models": {}}
     for name in ["qwen2.5-1.5b"] + (["qwen3-4b"] if quality else []):
         path, build = build_model(work_dir, name)
+        if wait_s:
+            wait_quiet(wait_s)
         log(f"measuring {name}")
         out["models"][name] = {"build": build, **measure_model(path, work_dir, settings, settings.index_dir,
                                                                  tiktoken_python)}
+        if knobs and name == "qwen2.5-1.5b":
+            out["models"][name]["knobs"] = [raw_speed(path, **k) for k in KNOBS]
+            for k in out["models"][name]["knobs"]:
+                log(f"knob: {k}")
     out["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
 def table(res: dict) -> str:
-    lines = [f"# {res['note']}", f"# llama-cpp-python {res['llama_cpp_python']}, {res['machine']['cpus']} CPUs, "
-             f"n_threads {res['settings']['n_threads']}, n_ctx {res['settings']['n_ctx']}"]
+    mc = res["machine"]
+    lines = [f"# {res['note']}",
+             f"# llama-cpp-python {res['llama_cpp_python']}, {mc['cpus']} CPUs, n_threads {res['settings']['n_threads']}, "
+             f"n_ctx {res['settings']['n_ctx']}; 'other CPU' = cores used by other processes meanwhile"]
     for name, m in res["models"].items():
         b = m["build"]
         lines.append(f"\n{name} Q4_K_M: {b['bytes']:,} bytes"
-                     + (f" (real file {b['real_bytes']:,}; x{b['size_vs_real']})" if b.get("real_bytes") else "")
-                     + f", load {m['load_s']}s, tokenizer {m['tokenizer']}")
-        for key, label in (("plain", "no grammar"), ("grammar_answerable", "JSON grammar")):
+                     + (f" (real file {b['real_bytes']:,}, x{b['size_vs_real']})" if b.get("real_bytes") else ""))
+        lines.append(f"  load {m['load_s']} s (again: {m['reload_s']} s); tokenizer check {m['tokenizer']}")
+        for key, label in (("plain", "no grammar"), ("grammar", "JSON grammar")):
             r = m[key]
             lines.append(
-                f"  {label:13} prompt {r['prompt_tokens']} tok: {r['wall_prompt_tok_s']} tok/s (llama.cpp "
-                f"{r['llama_prompt_tok_s']}); gen {r['completion_tokens']} tok: {r['wall_gen_tok_s']} tok/s "
-                f"(eval {r['llama_eval_ms_per_token']} ms + sample {r.get('sample_ms_per_token')} ms per token)"
+                f"  {label:12}  prompt {r['prompt_tokens']} tok at {r['prompt_tok_s']} tok/s; "
+                f"{r['completion_tokens']} generated at {r['gen_tok_s']} tok/s = model {r['eval_ms_per_token']} ms "
+                f"+ sampling {r.get('sample_ms_per_token')} ms (all non-model {r.get('non_eval_ms_per_token')} ms) "
+                f"per token; other CPU {r['others_cpu_cores']}"
             )
-        lines.append(f"  {'question':44} {'prompt':>6} {'TTFT s':>7} {'gen':>4} {'gen s':>7} {'tok/s':>6} "
-                     f"{'smpl ms':>7} {'total s':>7}")
+        lines.append(f"  {'ragqa ask (k=5)':42} {'prompt':>6} {'TTFT s':>7} {'gen':>4} {'gen s':>7} {'tok/s':>6} "
+                     f"{'smpl ms':>7} {'total s':>7} {'other CPU':>9}")
         for a in m["ask"]:
             lines.append(
-                f"  {a['question'][:44]:44} {a.get('prompt_tokens', '-'):>6} {a.get('first_token_s', '-'):>7} "
+                f"  {a['question'][:42]:42} {a.get('prompt_tokens', '-'):>6} {a.get('first_token_s', '-'):>7} "
                 f"{a.get('completion_tokens', '-'):>4} {a.get('generation_s', '-'):>7} {a.get('gen_tok_s', '-'):>6} "
-                f"{a.get('sample_ms_per_token', '-'):>7} {a['total_s']:>7}"
+                f"{a.get('sample_ms_per_token', '-'):>7} {a['total_s']:>7} {a['others_cpu_cores']:>9}"
             )
+        for k in m.get("knobs", []):
+            lines.append(f"  llama.cpp only, n_threads {k['n_threads']}, repack {k['repack']}, flash_attn "
+                         f"{k['flash_attn']}: load {k['load_s']} s, prompt {k['prompt_tok_s']} tok/s, "
+                         f"gen {k['gen_tok_s']} tok/s; other CPU {k['others_cpu_cores']}")
+    worst = max([m[k]["others_cpu_cores"] for m in res["models"].values() for k in ("plain", "grammar")]
+                + [a["others_cpu_cores"] for m in res["models"].values() for a in m["ask"]], default=0)
+    if worst > 0.25:
+        lines.append(f"\nWARNING: other processes used up to {worst} cores during the measurements; with "
+                     "n_threads = all cores llama.cpp slows down many-fold under such contention")
     return "\n".join(lines)
 
 
@@ -518,8 +663,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default WORK/llm_cost.json)")
     ap.add_argument("--tiktoken-python", default=None,
                     help="a Python with tiktoken installed, to cross-check the GGUF tokenizer against it")
+    ap.add_argument("--knobs", action="store_true",
+                    help="also time llama.cpp alone under other settings (threads, flash attention, repacking)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="before measuring, wait up to S seconds for other processes to stop using the CPU")
     args = ap.parse_args()
-    res = measure(args.work, quality=args.quality, tiktoken_python=args.tiktoken_python)
+    res = measure(args.work, quality=args.quality, tiktoken_python=args.tiktoken_python, wait_s=args.wait_quiet,
+                  knobs=args.knobs)
     out = args.out or args.work / "llm_cost.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")

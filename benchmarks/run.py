@@ -306,10 +306,39 @@ def report(results: dict) -> str:
               sc["add_one_article"]["embedded"], sc["add_one_article"]["reread_files"]] for sc in scales],
             ["chunks", "unchanged re-index s", "add 1 article s", "embedded", "files re-read"],
         ))
-    for key in ("embed_cost", "llm_cost", "peer"):
-        if results.get(key):
-            out.append(f"\n{key}: see the JSON (" + ", ".join(list(results[key])[:8]) + ")")
+    out += model_tables(results)
     return "\n".join(out)
+
+
+def model_tables(results: dict) -> list[str]:
+    out = []
+    emb = results.get("embed_cost") or {}
+    rows = []
+    for name, r in (emb.get("presets") or {}).items():
+        est = r.get("runs", {}).get("estimated", {})
+        if est:
+            rows.append([name, f"{r['n_params'] / 1e6:.0f}M", est["passages_per_s"], est.get("hours_per_100k_chunks"),
+                         r.get("query", {}).get("median_ms"), r.get("load_s")])
+    if rows:
+        out.append("\nEmbedding models, random weights of the real architectures (speed only)")
+        out.append(table(rows, ["preset", "params", "passages/s", "h / 100k chunks", "query ms", "load s"]))
+    elif emb:
+        out.append("\nembed_cost: " + json.dumps(emb)[:300])
+    llm = (results.get("llm_cost") or {}).get("models") or {}
+    rows = []
+    for name, m in llm.items():
+        for a in m.get("ask", []):
+            rows.append([name, a["question"][:28], a["prompt_tokens"], a["first_token_s"], a["completion_tokens"],
+                         a.get("gen_tok_s"), a["total_s"]])
+    if rows:
+        out.append("\nLLM, random weights of the real architecture and Q4_K_M (speed only), ragqa ask at k=5")
+        out.append(table(rows, ["model", "question", "prompt tok", "first token s", "gen tok", "gen tok/s", "total s"]))
+    peer = results.get("peer") or {}
+    if peer and "error" not in peer:
+        out.append("\npeer (LlamaIndex, same corpus and embedder): " + json.dumps(peer.get("ratios", peer))[:600])
+    elif peer:
+        out.append("\npeer failed: " + peer["error"][-300:])
+    return out
 
 
 def main() -> None:
@@ -317,6 +346,10 @@ def main() -> None:
     parser.add_argument("--scales", default="1000,10000", help="article counts, comma-separated")
     parser.add_argument("--sections", default="startup,scale,models,peer")
     parser.add_argument("--peer-articles", type=int, default=1000)
+    parser.add_argument(
+        "--full-models", action="store_true",
+        help="full embedder timings (~20 min) and the Qwen3-4B quality preset too (default: quick runs)",
+    )
     parser.add_argument("--out", type=Path, default=WORK / "results.json")
     parser.add_argument("--child-scale", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -341,8 +374,8 @@ def main() -> None:
             print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     if "models" in sections:
         print("real-cost model timings…", file=sys.stderr)
-        results["embed_cost"] = script_json("embed_cost.py")
-        results["llm_cost"] = script_json("llm_cost.py")
+        results["embed_cost"] = script_json("embed_cost.py", *([] if args.full_models else ["--quick"]))
+        results["llm_cost"] = script_json("llm_cost.py", *(["--quality"] if args.full_models else []))
     if "peer" in sections:
         print("peer…", file=sys.stderr)
         peer_python = os.environ.get("RAGQA_BENCH_PEER_PYTHON")

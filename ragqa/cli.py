@@ -264,6 +264,17 @@ def open_index(settings, progress_factory=None):
         return store.load(settings.index_dir)
 
 
+def open_for_answers(settings, embed_model: str | None, llm: str | None):
+    """(index, retriever, LLM or None, why no LLM): what ask, repl and eval load once."""
+    from .answer import open_llm
+    from .retrieve import Retriever
+
+    index = open_index(settings)
+    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
+    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    return index, retriever, model, why_not
+
+
 @app.command("ask")
 @command
 def ask_cmd(
@@ -282,17 +293,15 @@ def ask_cmd(
 ):
     """Answer QUESTION from the articles; every sentence cites the passages it rests on."""
     from . import render
-    from .answer import ask, open_llm
-    from .retrieve import Retriever, clean_query
+    from .answer import ask
+    from .retrieve import clean_query
 
     clean_query(question)
     settings = settings_from(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
         mode=mode and mode.value, llm=llm,
     )
-    index = open_index(settings)
-    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
-    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    index, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
     stream = render.AnswerStream() if model is not None and not json_out and sys.stdout.isatty() else None
     if stream:
         print(render.label_for_llm(model.name))
@@ -332,23 +341,19 @@ def repl_cmd(
     debug: Debug = False,
 ):
     """Ask question after question (follow-ups understood) with the index and models loaded once."""
-    from .answer import open_llm
     from .errors import ModelUnavailable
     from .repl import Session, run
-    from .retrieve import Retriever
 
     settings = settings_from(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
         mode=mode and mode.value, llm=llm,
     )
-    index = open_index(settings)
-    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
+    index, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
     if retriever.has_dense:
         try:
             retriever.embedder()  # load now, not on the first question
         except ModelUnavailable as e:
             err(f"note: dense search unavailable ({e})")
-    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
     if why_not:
         err(f"note: extractive answers ({why_not})")
     raise typer.Exit(run(Session(index, retriever, settings, llm=model, llm_note=why_not)))
@@ -398,10 +403,8 @@ def eval_cmd(
     debug: Debug = False,
 ):
     """Score retrieval, citations and answers on a gold Q&A set, by mode and by question language."""
-    from .answer import open_llm
     from .errors import UsageError
     from .evaluate import evaluate, load_gold, write_outputs
-    from .retrieve import Retriever
 
     settings = settings_from(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, llm=llm
@@ -411,9 +414,7 @@ def eval_cmd(
     if bad or not modes:
         raise UsageError(f"invalid --mode {bad[0] if bad else mode!r}: choose from hybrid, dense, lexical")
     cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl")[:limit]
-    index = open_index(settings)
-    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
-    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
+    _, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
     err(f"evaluating {len(cases)} questions × {len(modes)} mode(s) with the {'LLM ' + model.name if model else 'extractive'} backend"
         + (f" ({why_not})" if why_not else ""))
     progress = StageProgress()

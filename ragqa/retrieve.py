@@ -81,6 +81,11 @@ class Retriever:
         return self.index.bm25.search(tokenize(query), k)
 
     def dense(self, query: str, k: int) -> list[tuple[int, float]]:
+        import faiss
+
+        # One query is a few milliseconds of work; OpenMP threads only add overhead, and when the cores are
+        # busy (an LLM generating, another process) their spin-waits made a 100k-vector search 5x slower.
+        faiss.omp_set_num_threads(1)
         vec = self.embedder().encode_queries([query])
         scores, ids = self.index.faiss.search(np.ascontiguousarray(vec, dtype=np.float32), min(k, self.index.n))
         rows = self.index.rows_of_ids(ids[0])

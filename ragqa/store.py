@@ -207,6 +207,7 @@ def make_faiss_index(vectors: np.ndarray, ids: np.ndarray | None = None):
     """A new FAISS index over `vectors`: exact inner product, or a trained IVF holding `ids`."""
     import faiss
 
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is batch work: use every core
     n, dim = vectors.shape
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if faiss_kind(n) == "flat":
@@ -225,6 +226,9 @@ def make_faiss_index(vectors: np.ndarray, ids: np.ndarray | None = None):
 
 def update_ivf(index, vectors: np.ndarray, remove: np.ndarray, add_rows: np.ndarray, ids: np.ndarray):
     """Bring a previous IVF index up to date in place: drop `remove` ids, add the rows `add_rows`."""
+    import faiss
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
     if len(remove):
         index.remove_ids(np.ascontiguousarray(remove, dtype=np.int64))
     if len(add_rows):
