@@ -335,7 +335,17 @@ def model_tables(results: dict) -> list[str]:
         out.append(table(rows, ["model", "question", "prompt tok", "first token s", "gen tok", "gen tok/s", "total s"]))
     peer = results.get("peer") or {}
     if peer and "error" not in peer:
-        out.append("\npeer (LlamaIndex, same corpus and embedder): " + json.dumps(peer.get("ratios", peer))[:600])
+        ours, theirs, ratio = peer["ragqa"], peer["llamaindex"], peer["ratios_peer_over_ragqa"]
+        rows = [
+            ["index s", ours["index_s"], theirs["index_s"], ratio["index_s"]],
+            ["open index s", ours["open_s"], theirs["open_s"], ratio["open_s"]],
+            ["disk MB", round(ours["disk_bytes"] / 1e6, 1), round(theirs["disk_bytes"] / 1e6, 1), ratio["disk_bytes"]],
+        ] + [
+            [f"{m} p50 ms", ours["latency"][m]["p50_ms"], theirs["latency"][m]["p50_ms"], ratio[f"{m}_p50_ms"]]
+            for m in ("hybrid", "lexical", "dense")
+        ]
+        out.append(f"\nPeer: LlamaIndex (FAISS + BM25 + reciprocal rerank), same corpus ({ours['chunks']} chunks) and embedder")
+        out.append(table(rows, ["", "ragqa", "LlamaIndex", "LlamaIndex / ragqa"]))
     elif peer:
         out.append("\npeer failed: " + peer["error"][-300:])
     return out

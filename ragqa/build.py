@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,25 +42,39 @@ class BuildReport:
     dropped: list[str] = field(default_factory=list)
 
 
-def _signature(files: dict, settings, embed_spec: str) -> dict:
+def _signature(hashes: dict[str, str], settings, embed_spec: str) -> dict:
+    """What decides whether an index is up to date (a digest of the files, not the list: a million-chunk
+    corpus has a hundred thousand files, and the manifest is read by every search)."""
+    listing = json.dumps(sorted(hashes.items()), ensure_ascii=False).encode("utf-8")
     return {
-        "files": files,
+        "files": len(hashes),
+        "files_digest": hashlib.sha256(listing).hexdigest(),
         "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens},
         "tokenizer": TOKENIZER_VERSION,
         "embed": embed_spec,
     }
 
 
-def file_hashes(paths: list[Path]) -> dict[str, str]:
-    """sha256 of every article file under `paths` (unreadable ones get a marker, so a fix is noticed)."""
+def file_hashes(paths: list[Path], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
+    """(sha256 of every article file under `paths`, (size, mtime) of each). A file whose size and mtime match
+    what the previous build recorded, and which was not touched within a second of that build (its mtime
+    could hide a later write), keeps its recorded hash without being read again, as git does."""
     found, _, _ = discover(paths)
-    out = {}
+    hashes, stats = {}, {}
+    known = known or {}
     for path, _ in found:
+        key = str(path)
         try:
-            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            st = path.stat()
+            stats[key] = (st.st_size, st.st_mtime_ns)
+            prev = known.get(key)
+            if prev and prev.get("stat") == [st.st_size, st.st_mtime_ns] and st.st_mtime_ns < prev["read_at_ns"] - 10**9:
+                hashes[key] = prev["sha256"]
+            else:
+                hashes[key] = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError as e:
-            out[str(path)] = f"unreadable: {e.strerror}"
-    return out
+            hashes[key] = f"unreadable: {e.strerror}"
+    return hashes, stats
 
 
 def build_index(
@@ -80,13 +95,15 @@ def build_index(
     t0 = time.perf_counter()
     step = progress or (lambda stage, done, total: None)
     embed_spec = embedder.name if embedder is not None else settings.embed_model
-    step("scanning", 0, 0)
-    signature = _signature(file_hashes(paths), settings, embed_spec)
 
     with store.index_lock(settings.index_dir, wait=lock_wait, on_wait=on_wait):
         store.remove_debris(settings.index_dir)
         warnings: list[str] = []
         prev = _previous(settings.index_dir, warnings)
+        step("scanning", 0, 0)
+        read_at = time.time_ns()
+        hashes, stats = file_hashes(paths, prev.files_info if prev is not None else None)
+        signature = _signature(hashes, settings, embed_spec)
         if prev is not None and prev.manifest.get("signature") == signature and not _dense_now_possible(
             prev, embed_spec, settings
         ):
@@ -101,16 +118,18 @@ def build_index(
 
         prev_files = {}
         if prev is not None and (prev.manifest.get("signature") or {}).get("chunker") == signature["chunker"]:
-            prev_files = prev.manifest.get("corpus", {}).get("files") or {}
+            prev_files = prev.files_info
 
         def unchanged(path: Path, base: str) -> bool:
             info = prev_files.get(str(path))
-            return bool(info) and info["sha256"] == signature["files"].get(str(path)) and info["base"] == base
+            return bool(info) and info["sha256"] == hashes.get(str(path)) and info["base"] == base
 
         step("reading", 0, 0)
         corpus = load_corpus(paths, strict=strict, unchanged=unchanged if prev_files else None)
         step("chunking", 0, 0)
         chunks, articles, files_info = _assemble(corpus, prev, prev_files, settings)
+        for key, info in files_info.items():
+            info.update(stat=list(stats.get(key, (0, 0))), read_at_ns=read_at)
         dropped_lines = sum(info["dropped"] for info in files_info.values())
         report = BuildReport(
             index_dir=str(settings.index_dir), articles=len(articles), chunks=len(chunks), files=len(corpus.files),
@@ -131,13 +150,14 @@ def build_index(
             articles=articles,
             token_ids=token_ids,
             vocab=vocab,
+            files_info=files_info,
             vectors=dense.vectors if dense else None,
             bm25=bm25,
             faiss_index=dense.index if dense else None,
             vector_ids=dense.ids if dense else None,
             manifest={
                 "signature": signature,
-                "corpus": {"roots": [str(p) for p in paths], "files": files_info},
+                "corpus": {"roots": [str(p) for p in paths]},
                 "chunker": signature["chunker"],
                 "lexical": {
                     "tokenizer": TOKENIZER_VERSION, "bm25": {"k1": BM25.K1, "b": BM25.B, "idf": "lucene"},

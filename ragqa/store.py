@@ -29,7 +29,7 @@ from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
 from .schema import Chunk, Hit
 
 FORMAT = "ragqa-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 REBUILD = "rebuild it with `ragqa index`"
@@ -97,6 +97,7 @@ class IndexContents:
     articles: list[dict]  # {"doc_id", "source", "title"} in first-appearance order
     token_ids: list[np.ndarray]  # per chunk, ids into `vocab`
     vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
+    files_info: dict  # per source file: sha256, ID base, article IDs, dropped lines, size and mtime
     vectors: np.ndarray | None
     manifest: dict = field(default_factory=dict)  # corpus, chunker, lexical, dense sections
     bm25: object = None  # lexical.BM25 over token_ids
@@ -170,6 +171,7 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
     doc_index = {a["doc_id"]: i for i, a in enumerate(contents.articles)}
     np.save(tmp / "chunk_doc.npy", np.array([doc_index[c.doc_id] for c in contents.chunks], np.int32))
     (tmp / "articles.json").write_text(json.dumps(contents.articles, ensure_ascii=False), encoding="utf-8")
+    (tmp / "files.json").write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
     write_ragged(tmp / "tokens", contents.token_ids)
     vocab_list = sorted(contents.vocab, key=contents.vocab.get)
     (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
@@ -440,6 +442,11 @@ class Index:
         if vecs.shape != (self.n, self.dense["dim"]):
             raise IndexCorrupt(f"vectors.npy has shape {vecs.shape}, expected ({self.n}, {self.dense['dim']}); {REBUILD}")
         return vecs
+
+    @cached_property
+    def files_info(self) -> dict:
+        """What the build recorded about each source file (used by the next build only)."""
+        return json.loads((self.data / "files.json").read_text(encoding="utf-8"))
 
     @cached_property
     def tokens(self) -> tuple[np.ndarray, np.ndarray]:

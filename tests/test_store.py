@@ -41,7 +41,7 @@ def test_round_trip(built):
     assert m["dense"] is None and "on request" in m["dense_unavailable"]
     assert m["chunker"] == {"version": 1, "max_tokens": 220}
     assert m["counts"]["dropped_lines"] == 37 and m["counts"]["articles"] == 9
-    assert len(m["signature"]["files"]) == 5
+    assert m["signature"]["files"] == 5 and len(index.files_info) == 5
 
 
 def test_missing_index(tmp_path):
@@ -147,3 +147,23 @@ def test_string_table_round_trip(tmp_path):
     store.write_ragged(tmp_path / "r", [np.array([1, 2]), np.array([], np.int32), np.array([7])])
     flat, off = store.read_ragged(tmp_path / "r")
     assert flat.tolist() == [1, 2, 7] and off.tolist() == [0, 2, 2, 3]
+
+
+def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch, corpus_dir):
+    import os
+    from pathlib import Path
+
+    old = 1_600_000_000
+    for p in corpus_dir.iterdir():
+        os.utime(p, (old, old))
+    settings = make_settings(tmp_path)
+    build_index([corpus_dir], settings)
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
+    assert build_index([corpus_dir], settings).up_to_date
+    assert [r for r in reads if r.endswith(".txt")] == []  # size and mtime matched: nothing re-read
+    target = next(corpus_dir.glob("003_*.txt"))
+    target.write_text(target.read_text(encoding="utf-8").replace("17%", "18%"), encoding="utf-8")
+    report = build_index([corpus_dir], settings)
+    assert not report.up_to_date and report.reread_files == 1 and reads.count(target.name) >= 1
