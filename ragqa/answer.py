@@ -8,8 +8,7 @@ from typing import Callable
 
 from .citations import check_sentence
 from .generate import (
-    Passage, answer_schema, build_messages, extractive_answer, grammar_for, language_of, parse_answer,
-    select_context,
+    answer_schema, build_messages, extractive_answer, grammar_for, language_of, parse_answer, select_context,
 )
 from .lexical import is_korean
 from .retrieve import Retriever
@@ -61,7 +60,7 @@ def ask(
             answerable, raw = False, []
         else:
             quote = (lang == "ko") != is_korean(" ".join(h.text for h in context[:3]))
-            messages = build_messages(question, [Passage(h.chunk_id, h.title, h.text) for h in context], lang, quote)
+            messages = build_messages(question, context, lang, quote)
             gen = llm.generate(
                 llm.render(messages), grammar_for(answer_schema([h.chunk_id for h in context], quote)),
                 settings.answer_max_tokens, on_text,
@@ -158,7 +157,7 @@ def open_llm(settings, explicit: bool, notify: Callable[[str], None] | None = No
                 return None, f"no LLM: '{spec}' is not downloaded and {blocker}"
             if not blocker and notify:
                 notify(f"downloading {preset.name} ({preset.size}) for LLM answers; --llm none skips this")
-        return load_llm(spec, settings, allow_download=True), None
+        return load_llm(spec, settings), None
     except ModelUnavailable as e:
         if explicit:
             raise

@@ -86,14 +86,7 @@ def grammar_for(schema: dict):
     return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
-@dataclass
-class Passage:
-    chunk_id: str
-    title: str
-    text: str
-
-
-def build_messages(question: str, passages: list[Passage], lang: str, quote: bool) -> list[dict]:
+def build_messages(question: str, passages: list[Hit], lang: str, quote: bool) -> list[dict]:
     system = SYSTEM_PROMPT.format(
         language="Korean" if lang == "ko" else "English",
         quote_rule=QUOTE_RULE if quote else NO_QUOTE_RULE,
@@ -264,17 +257,11 @@ class LocalLLM:
         return Generation("".join(pieces), finish, len(tokens), generated, first or total, total)
 
 
-def load_llm(spec: str, settings, allow_download: bool):
-    """The LLM named by `spec`, or raise ModelUnavailable (downloading the preset first when allowed)."""
-    from .models import ensure_llm, resolve_llm
+def load_llm(spec: str, settings):
+    """The LLM named by `spec` (a preset is downloaded first if needed), or raise ModelUnavailable."""
+    from .models import ensure_llm
 
-    if allow_download:
-        path = ensure_llm(spec, settings)
-    else:
-        path, _ = resolve_llm(spec, settings.models_dir)
-        if path is None:
-            raise ModelUnavailable(f"LLM '{spec}' is not in {settings.models_dir}; run `ragqa models pull {spec}`")
-    return LocalLLM(path, settings)
+    return LocalLLM(ensure_llm(spec, settings), settings)
 
 
 # ---------------------------------------------------------------- extractive fallback
