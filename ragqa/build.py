@@ -157,7 +157,10 @@ def build_index(
             vector_ids=dense.ids if dense else None,
             manifest={
                 "signature": signature,
-                "corpus": {"roots": [str(p) for p in paths]},
+                "corpus": {
+                    "roots": [str(p) for p in paths],
+                    "files": {k: v["sha256"] for k, v in files_info.items()},
+                },
                 "chunker": signature["chunker"],
                 "lexical": {
                     "tokenizer": TOKENIZER_VERSION, "bm25": {"k1": BM25.K1, "b": BM25.B, "idf": "lucene"},

@@ -130,6 +130,15 @@ def test_offline_evaluation_numbers(offline_result, cases):
     assert offline_result["worst"] and all(w["why"] for w in offline_result["worst"])
 
 
+def test_modes_side_by_side_on_a_dense_index(cases, dense_index):
+    retriever = Retriever(store.load(dense_index.index_dir), dense_index)
+    result = evaluate(cases[:6], retriever, dense_index, ["lexical", "dense", "hybrid"])
+    assert list(result["summary"]) == ["lexical", "dense", "hybrid"] and not result["notes"]
+    assert {r["mode"] for r in result["rows"]} == {"lexical", "dense", "hybrid"}
+    for mode, by_lang in result["summary"].items():
+        assert by_lang["all"]["questions"] == 6 and 0 <= by_lang["all"]["hit@10"] <= 1
+
+
 def test_outputs_are_written_and_escaped(offline_result, tmp_path):
     result = dict(offline_result)
     rows = [dict(r) for r in result["rows"]]

@@ -22,7 +22,7 @@ def skipped(corpus) -> dict[str, str]:
 
 
 def test_a_folder_of_odd_files(tmp_path):
-    d = tmp_path / "odd"
+    d = tmp_path / "기사 모음 (odd files)"  # spaces, Hangul and brackets in the folder path too
     d.mkdir()
     (d / "good.txt").write_text(STORY, encoding="utf-8")
     (d / "empty.txt").write_bytes(b"")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -42,6 +43,9 @@ def test_round_trip(built):
     assert m["chunker"] == {"version": 1, "max_tokens": 220}
     assert m["counts"]["dropped_lines"] == 37 and m["counts"]["articles"] == 9
     assert m["signature"]["files"] == 5 and len(index.files_info) == 5
+    assert m["corpus"]["files"][str(SEEDS / "000_5cafd9bf1db64a43.txt")] == hashlib.sha256(
+        (SEEDS / "000_5cafd9bf1db64a43.txt").read_bytes()
+    ).hexdigest()
 
 
 def test_missing_index(tmp_path):
