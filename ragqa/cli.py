@@ -17,7 +17,7 @@ from enum import Enum
 
 import typer
 
-from .errors import RagqaError
+from .errors import IndexMismatch, RagqaError
 
 app = typer.Typer(
     name="ragqa",
@@ -424,6 +424,11 @@ def eval_cmd(
         progress.close()
     for note in result["notes"]:
         err(f"note: {note}")
+    if not result["rows"]:
+        raise IndexMismatch(
+            f"nothing to evaluate: the index at {settings.index_dir} is lexical-only; use --mode lexical, or rebuild "
+            "it with an embedding model (`ragqa models pull e5-small`, then `ragqa index`)"
+        )
     if out:
         for path in write_outputs(result, out):
             err(f"wrote {path}")

@@ -88,10 +88,7 @@ def decode_bytes(data: bytes) -> tuple[str, str | None]:
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16"), None
-        except UnicodeDecodeError:
-            raise CorpusError("invalid UTF-16 text") from None
+        return _tolerant(data, "utf-16")
     if b"\x00" in data[:4096]:
         guess = _utf16_without_bom(data)
         if guess is not None:
@@ -107,16 +104,27 @@ def decode_bytes(data: bytes) -> tuple[str, str | None]:
             return text, None
     except UnicodeDecodeError:
         pass
-    text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd")
-    if bad <= max(3, len(text) // 200):
-        return text, f"{bad} invalid UTF-8 byte sequence(s) replaced with �"
+    try:
+        return _tolerant(data, "utf-8")
+    except CorpusError:
+        pass
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
     if best is not None and _plausible_text(str(best)):
         return str(best), f"decoded as {best.encoding}"
     raise CorpusError("cannot decode: not UTF-8, UTF-16 or CP949/EUC-KR text")
+
+
+def _tolerant(data: bytes, encoding: str) -> tuple[str, str | None]:
+    """Text with a few invalid sequences replaced by U+FFFD (and a warning); more than a few is not this encoding."""
+    text = data.decode(encoding, errors="replace")
+    bad = text.count("\ufffd") - data.decode(encoding, errors="ignore").count("\ufffd")
+    if bad == 0:
+        return text, None
+    if bad <= max(3, len(text) // 200):
+        return text, f"{bad} invalid {encoding.upper()} sequence(s) replaced with �"
+    raise CorpusError(f"invalid {encoding.upper()} text")
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
@@ -164,7 +172,7 @@ def read_text(path: Path) -> tuple[str, bytes, str | None]:
     return _CONTROL.sub("", text), data, warning
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # and lone surrogates, which no file holds
 
 
 def html_to_text(html: str) -> str:

@@ -202,9 +202,13 @@ def evaluate(
     total = len(cases) * len(modes)
     for mode in modes:
         if mode != "lexical" and not retriever.has_dense:
-            notes.append(f"mode {mode} skipped: the index is lexical-only")
-            done += len(cases)
-            continue
+            if mode == "hybrid" and "lexical" not in modes:  # what `search` does too: hybrid falls back to BM25
+                notes.append("mode hybrid evaluated as lexical: the index is lexical-only")
+                mode = "lexical"
+            else:
+                notes.append(f"mode {mode} skipped: the index is lexical-only")
+                done += len(cases)
+                continue
         for case in cases:
             rows.append(run_case(case, retriever, settings, mode, llm, chunk_texts) | {"requested_mode": mode})
             done += 1

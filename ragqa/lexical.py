@@ -107,6 +107,11 @@ def tokenize(text: str) -> list[str]:
     return _tokens_of(kiwi().tokenize(text))
 
 
+def predicates(text: str) -> set[str]:
+    """The verb and adjective stems of a text ('만든' -> '만들'): words a paraphrase often replaces."""
+    return {m.form for m in kiwi().tokenize(text) if m.tag.split("-")[0] in ("VV", "VA")} if text.strip() else set()
+
+
 def concepts(tokens: list[str]) -> list[str]:
     """Tokens with the parts of a joined noun dropped (['브로드', '컴', '브로드컴'] -> ['브로드컴']), unique."""
     uniq = list(dict.fromkeys(tokens))

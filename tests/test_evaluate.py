@@ -163,9 +163,12 @@ def test_eval_cli(tmp_path, lexical_index):
     data = json.loads(result.stdout)
     assert data["summary"]["lexical"]["all"]["questions"] == 6 and "rows" not in data
     assert (tmp_path / "r" / "report.html").exists()
-    table = runner.invoke(app, ["eval", "--limit", "4", "--mode", "lexical", "--llm", "none",
-                                "--index-dir", str(lexical_index.index_dir)])
+    table = runner.invoke(app, ["eval", "--limit", "4", "--llm", "none", "--index-dir", str(lexical_index.index_dir)])
     assert table.exit_code == 0 and table.stdout.splitlines()[1].split()[:3] == ["mode", "lang", "n"]
+    assert table.stdout.splitlines()[2].split()[:3] == ["lexical", "all", "4"]  # default hybrid: BM25 only here
+    assert "hybrid evaluated as lexical" in table.stderr
+    dense = runner.invoke(app, ["eval", "--mode", "dense", "--llm", "none", "--index-dir", str(lexical_index.index_dir)])
+    assert dense.exit_code == 1 and "nothing to evaluate" in dense.stderr and dense.stdout == ""
     bad = runner.invoke(app, ["eval", "--mode", "fuzzy", "--index-dir", str(lexical_index.index_dir)])
     assert bad.exit_code == 2 and "invalid --mode" in bad.stderr
     missing = runner.invoke(app, ["eval", str(tmp_path / "nope.jsonl"), "--index-dir", str(lexical_index.index_dir)])

@@ -135,3 +135,12 @@ def test_html_page_is_extracted(tmp_path):
     text = "\n".join(a.paragraphs)
     assert "화웨이가 비슷한 칩을" in text and "alert" not in text and "메뉴" not in text
     assert os.fspath(a.source) == "page.html"
+
+
+def test_utf16_with_a_broken_surrogate_keeps_its_text(tmp_path):
+    bad = b"\xff\xfe" + STORY.encode("utf-16-le") * 20 + b"\x00\xd8" + STORY.encode("utf-16-le")  # a lone surrogate
+    (tmp_path / "wide.txt").write_bytes(bad)
+    corpus = load_corpus([tmp_path])
+    text = "\n".join(p for a in corpus.articles for p in a.paragraphs)
+    assert text.count("엔비디아가 새 AI 칩을") == 21 and not any("\ud800" <= c <= "\udfff" for c in text)
+    assert any("wide.txt" in w and "UTF-16" in w and "replaced" in w for w in corpus.warnings)
