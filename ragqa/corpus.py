@@ -58,7 +58,7 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
         if not root.exists():
             if root.is_symlink():
                 raise CorpusError(f"{root}: a broken or looping symbolic link")
-            raise UsageError(f"path not found: {root}")
+            raise UsageError(f"path not found: {root} (give a folder or file of .txt/.md/.html articles)")
         if root.is_file():
             if root.suffix.lower() not in SUPPORTED_SUFFIXES:
                 raise UsageError(
