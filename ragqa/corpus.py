@@ -86,7 +86,7 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
 def decode_bytes(data: bytes) -> tuple[str, str | None]:
     """Text and an optional warning; raises CorpusError for binary or undecodable data."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace"), None
+        return _tolerant(data[3:], "utf-8")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _tolerant(data, "utf-16")
     if b"\x00" in data[:4096]:

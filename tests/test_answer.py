@@ -51,6 +51,13 @@ def test_extractive_sentences_are_verbatim_and_cite_retrieved_passages(retriever
     assert [c.chunk_id for c in answer.citations] == list(dict.fromkeys(c for s in answer.sentences for c in s.citations))
 
 
+def test_a_paraphrased_verb_does_not_make_the_extractive_answer_abstain(retriever, lexical_index):
+    """'만든' is written '개발했다' in the article: the names and nouns of the question carry the match."""
+    answer = ask("알리바바가 만든 칩은?", retriever, lexical_index)
+    assert answer.answerable
+    assert any("알리바바가 자체 새로운 인공지능(AI) 칩을 개발했다" in s.text for s in answer.sentences)
+
+
 @pytest.mark.parametrize(
     "question", ["삼성전자의 3나노 파운드리 수율은 얼마인가?", "한국은행의 기준금리는 몇 퍼센트인가?", "월드컵 우승팀은?"]
 )
