@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -126,19 +127,6 @@ def qwen_ranks(work: Path) -> dict[bytes, int]:
     return ranks
 
 
-def byte_encoder() -> dict[int, str]:
-    # GPT-2's bytes_to_unicode()
-    bs = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def bpe(ranks: dict[bytes, int], token: bytes, max_rank: int | None = None) -> list[bytes]:
     """convert_hf_to_gguf.py's QwenModel.bpe: merge the lowest-ranked pair until none is below max_rank."""
     parts = [bytes([b]) for b in token]
@@ -159,7 +147,7 @@ def qwen_vocab(work: Path, n_vocab: int, special: dict[int, str]) -> dict:
     import gguf
 
     ranks = qwen_ranks(work)
-    enc = byte_encoder()
+    enc = gguf.vocab.bytes_to_unicode()  # GPT-2's byte-level BPE alphabet
     as_text = lambda b: "".join(enc[x] for x in b)  # noqa: E731
     merges = []
     for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
@@ -344,22 +332,26 @@ def check_tokenizer(llm, work: Path, tiktoken_python: str | None) -> dict:
 # ---------------------------------------------------------------- measurements
 
 
-def enable_sampler_perf() -> None:
-    """Make llama-cpp-python's sampler chains keep llama.cpp's timing counters (off by default), so the
-    time spent sampling, which is where the JSON grammar runs, can be read with llama_perf_sampler."""
-    import llama_cpp.llama_cpp as llama_cpp  # the module llama_cpp._internals calls through
+@contextmanager
+def llama_defaults(name: str, **fields):
+    """Within the block, llama.cpp's `name` (a *_default_params function, which llama-cpp-python calls
+    through the llama_cpp.llama_cpp module whenever it builds a model or a sampler) returns its params with
+    `fields` set."""
+    import llama_cpp.llama_cpp as lib
 
-    if getattr(llama_cpp.llama_sampler_chain_default_params, "_timed", False):
-        return
-    original = llama_cpp.llama_sampler_chain_default_params
+    original = getattr(lib, name)
 
-    def timed():
+    def patched():
         params = original()
-        params.no_perf = False
+        for key, value in fields.items():
+            setattr(params, key, value)
         return params
 
-    timed._timed = True
-    llama_cpp.llama_sampler_chain_default_params = timed
+    setattr(lib, name, patched)
+    try:
+        yield
+    finally:
+        setattr(lib, name, original)
 
 
 class CpuMeter:
@@ -458,7 +450,6 @@ def measure_model(path: Path, work: Path, settings, index_dir: Path, tiktoken_py
     from ragqa.generate import LocalLLM, answer_schema, grammar_for
     from ragqa.retrieve import Retriever
 
-    enable_sampler_perf()
     res: dict = {}
     evict(path)
     with CpuMeter() as m:
@@ -531,23 +522,11 @@ def raw_speed(path: Path, n_prompt: int = 1000, n_gen: int = 64, n_threads: int 
 
     repack=False turns off llama.cpp's "extra buffer types": by default the CPU backend copies Q4_K weights
     at load time into an interleaved layout (REPACK in the system info) with its own matmul kernels."""
-    import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
 
-    original = lib.llama_model_default_params
-
-    def params():
-        p = original()
-        p.use_extra_bufts = repack
-        return p
-
-    lib.llama_model_default_params = params
-    try:
-        with CpuMeter() as load:
-            llm = Llama(str(path), n_ctx=N_CTX, n_threads=n_threads, n_threads_batch=n_threads, n_batch=512,
-                        flash_attn=flash_attn, verbose=False)
-    finally:
-        lib.llama_model_default_params = original
+    with llama_defaults("llama_model_default_params", use_extra_bufts=repack), CpuMeter() as load:
+        llm = Llama(str(path), n_ctx=N_CTX, n_threads=n_threads, n_threads_batch=n_threads, n_batch=512,
+                    flash_attn=flash_attn, verbose=False)
     tokens = [int(t) for t in np.random.default_rng(0).integers(1000, 100_000, n_prompt)]
     llm.eval(tokens[:8])  # warm-up
     llm.reset()
@@ -608,8 +587,10 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
         if wait_s:
             wait_quiet(wait_s)
         log(f"measuring {name}")
-        out["models"][name] = {"build": build, **measure_model(path, work_dir, settings, settings.index_dir,
-                                                                 tiktoken_python)}
+        # Sampler chains keep llama.cpp's timing counters (off by default): sampling is where the JSON grammar runs.
+        with llama_defaults("llama_sampler_chain_default_params", no_perf=False):
+            measured = measure_model(path, work_dir, settings, settings.index_dir, tiktoken_python)
+        out["models"][name] = {"build": build, **measured}
         if knobs and name == "qwen2.5-1.5b":
             out["models"][name]["knobs"] = [raw_speed(path, **k) for k in KNOBS]
             for k in out["models"][name]["knobs"]:

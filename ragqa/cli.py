@@ -17,7 +17,7 @@ from enum import Enum
 
 import typer
 
-from .errors import IndexMismatch, RagqaError
+from .errors import IndexMismatch, IndexMissing, ModelUnavailable, RagqaError, UsageError
 
 app = typer.Typer(
     name="ragqa",
@@ -248,7 +248,6 @@ def open_index(settings, progress_factory=None):
     """Load the index, building it from the seeds folder first if there is none."""
     from . import store
     from .build import build_index
-    from .errors import IndexMissing
 
     try:
         return store.load(settings.index_dir)
@@ -341,7 +340,6 @@ def repl_cmd(
     debug: Debug = False,
 ):
     """Ask question after question (follow-ups understood) with the index and models loaded once."""
-    from .errors import ModelUnavailable
     from .repl import Session, run
 
     settings = settings_from(
@@ -403,7 +401,6 @@ def eval_cmd(
     debug: Debug = False,
 ):
     """Score retrieval, citations and answers on a gold Q&A set, by mode and by question language."""
-    from .errors import UsageError
     from .evaluate import evaluate, load_gold, write_outputs
 
     settings = settings_from(
@@ -471,7 +468,6 @@ def models_pull(
     debug: Debug = False,
 ):
     """Download presets into the models folder (resumable; needs internet)."""
-    from .errors import UsageError
     from .models import EMBED_PRESETS, LLM_PRESETS, pull
 
     settings = settings_from(models_dir=models_dir)

@@ -31,22 +31,6 @@ _QWEN2_SPLIT_REGEX = (
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-_GGUF_TOKEN_NORMAL = 1
-_GGUF_TOKEN_CONTROL = 3
-
-
-def _byte_decoder() -> dict[str, int]:
-    # GPT-2 bytes_to_unicode(), inverted: byte-level BPE token text -> raw bytes
-    bs = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
 
 def _is_clean_piece(token: str, byte_decoder: dict[str, int]) -> bool:
     try:
@@ -105,7 +89,7 @@ def build_tiny_gguf(
 
     tokens, merges = _train_byte_level_bpe(texts, vocab_size - 3)
     specials = [ENDOFTEXT, IM_START, IM_END]
-    token_types = [_GGUF_TOKEN_NORMAL] * len(tokens) + [_GGUF_TOKEN_CONTROL] * len(specials)
+    token_types = [gguf.TokenType.NORMAL] * len(tokens) + [gguf.TokenType.CONTROL] * len(specials)
     tokens = tokens + specials
     ids = {t: i for i, t in enumerate(tokens)}
     n_vocab = len(tokens)
@@ -162,9 +146,9 @@ def build_tiny_gguf(
     output = mat(n_vocab, n_embd)
     output[:, 0] = 0.0
     if clean_output:
-        byte_decoder = _byte_decoder()
+        byte_decoder = {c: b for b, c in gguf.vocab.bytes_to_unicode().items()}  # token text -> raw bytes
         for i, t in enumerate(tokens):
-            fragment = token_types[i] == _GGUF_TOKEN_NORMAL and not _is_clean_piece(t, byte_decoder)
+            fragment = token_types[i] == gguf.TokenType.NORMAL and not _is_clean_piece(t, byte_decoder)
             if fragment or t == IM_START:
                 output[i, 0] = -5.0
 
