@@ -55,11 +55,10 @@ def _signature(hashes: dict[str, str], settings, embed_spec: str) -> dict:
     }
 
 
-def file_hashes(paths: list[Path], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
-    """(sha256 of every article file under `paths`, (size, mtime) of each). A file whose size and mtime match
+def file_hashes(found: list[tuple[Path, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
+    """(sha256 of every discovered article file, (size, mtime) of each). A file whose size and mtime match
     what the previous build recorded, and which was not touched within a second of that build (its mtime
     could hide a later write), keeps its recorded hash without being read again, as git does."""
-    found, _, _ = discover(paths)
     hashes, stats = {}, {}
     known = known or {}
     for path, _ in found:
@@ -102,7 +101,8 @@ def build_index(
         prev = _previous(settings.index_dir, warnings)
         step("scanning", 0, 0)
         read_at = time.time_ns()
-        hashes, stats = file_hashes(paths, prev.files_info if prev is not None else None)
+        discovered = discover(paths)
+        hashes, stats = file_hashes(discovered[0], prev.files_info if prev is not None else None)
         signature = _signature(hashes, settings, embed_spec)
         if prev is not None and prev.manifest.get("signature") == signature and not _dense_now_possible(
             prev, embed_spec, settings
@@ -125,7 +125,7 @@ def build_index(
             return bool(info) and info["sha256"] == hashes.get(str(path)) and info["base"] == base
 
         step("reading", 0, 0)
-        corpus = load_corpus(paths, strict=strict, unchanged=unchanged if prev_files else None)
+        corpus = load_corpus(paths, strict=strict, unchanged=unchanged if prev_files else None, discovered=discovered)
         step("chunking", 0, 0)
         chunks, articles, files_info = _assemble(corpus, prev, prev_files, settings)
         for key, info in files_info.items():

@@ -10,10 +10,9 @@ import functools
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
-
-from enum import Enum
 
 import typer
 
@@ -49,7 +48,9 @@ EmbedModel = Annotated[
     ),
 ]
 TopK = Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, max=100, help="Number of passages [default 5]")]
-class Mode(str, Enum):
+
+
+class Mode(str, Enum):  # config.MODES, kept here so --help needs no pydantic
     hybrid = "hybrid"
     dense = "dense"
     lexical = "lexical"
@@ -407,7 +408,7 @@ def eval_cmd(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, llm=llm
     )
     modes = [m.strip() for m in (mode or settings.mode).split(",") if m.strip()]
-    bad = [m for m in modes if m not in ("hybrid", "dense", "lexical")]
+    bad = [m for m in modes if m not in Mode.__members__]
     if bad or not modes:
         raise UsageError(f"invalid --mode {bad[0] if bad else mode!r}: choose from hybrid, dense, lexical")
     cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl")[:limit]

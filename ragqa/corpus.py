@@ -40,10 +40,6 @@ class Corpus:
     def articles(self) -> list[Article]:
         return [a for f in self.files for a in f.articles]
 
-    @property
-    def dropped_lines(self) -> int:
-        return sum(len(a.dropped) for a in self.articles)
-
 
 # ---------------------------------------------------------------- discovery
 
@@ -162,11 +158,9 @@ def read_text(path: Path) -> tuple[str, bytes, str | None]:
         raise CorpusError("is a directory") from None
     except OSError as e:
         raise CorpusError(e.strerror or str(e)) from None
+    text, warning = decode_bytes(data)
     if path.suffix.lower() in HTML_SUFFIXES:
-        text, warning = decode_bytes(data)
         text = html_to_text(text)
-    else:
-        text, warning = decode_bytes(data)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     # Control characters (an ANSI escape sequence could clear a terminal) never reach the index.
     return _CONTROL.sub("", text), data, warning
@@ -427,13 +421,17 @@ def doc_bases(sources: list[str]) -> dict[str, str]:
 
 
 def load_corpus(
-    paths: list[Path], strict: bool = False, unchanged: Callable[[Path, str], bool] | None = None
+    paths: list[Path],
+    strict: bool = False,
+    unchanged: Callable[[Path, str], bool] | None = None,
+    discovered: tuple[list[tuple[Path, str]], list[tuple[str, str]], int] | None = None,
 ) -> Corpus:
     """Read every supported file under `paths`; unreadable files are skipped with a reason.
 
     Files for which `unchanged(path, base)` is true are not read: they appear as `reused` placeholders.
+    `discovered` is what `discover(paths)` returned, when the caller has already walked the folders.
     """
-    found, skipped, ignored = discover(paths)
+    found, skipped, ignored = discovered or discover(paths)
     corpus = Corpus(skipped=list(skipped), ignored=ignored)
     explicit = {os.path.abspath(p) for p in paths if p.is_file()}
     bases = doc_bases([source for _, source in found])

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import MODES
 from .errors import RagqaError, UsageError
 from .lexical import tokenize
 
@@ -138,7 +139,7 @@ class Session:
             self.k = int(arg)
             self.say(f"k = {self.k}")
         elif name == "mode":
-            if arg not in ("hybrid", "dense", "lexical"):
+            if arg not in MODES:
                 raise UsageError(f"/mode needs hybrid, dense or lexical, got {arg or 'nothing'!r}")
             if arg != "lexical" and not self.retriever.has_dense:
                 raise RagqaError("this index is lexical-only: rebuild it with an embedding model for dense search")

@@ -7,6 +7,7 @@ import unicodedata
 
 import numpy as np
 
+from .config import MODES
 from .errors import IndexMismatch, ModelUnavailable, RagqaError, UsageError
 from .lexical import tokenize
 from .schema import SearchResult
@@ -95,7 +96,7 @@ class Retriever:
         query, notes = clean_query(query)
         k = k or self.settings.top_k
         mode = mode or self.settings.mode
-        if mode not in ("hybrid", "dense", "lexical"):
+        if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}: choose hybrid, dense or lexical")
         if mode != "lexical" and not self.has_dense:
             if mode == "dense":
