@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -65,9 +66,22 @@ def make_settings(tmp: Path, **kw):
     return Settings(**base)
 
 
+def manifest_of(settings) -> dict:
+    return json.loads((settings.index_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def write_manifest(settings, manifest: dict) -> None:
+    (settings.index_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def subprocess_env() -> dict:
+    """The environment for running ragqa as a subprocess from this checkout (offline, as every test is)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 @pytest.fixture(scope="session")
 def lexical_index(tmp_path_factory):
-    """(settings, index dir) of a lexical-only index over the seeds, built once."""
+    """Settings of a lexical-only index over the seeds, built once."""
     from ragqa.build import build_index
 
     tmp = tmp_path_factory.mktemp("lexical")

@@ -97,6 +97,7 @@ def test_llm_prompt_lists_only_retrieved_ids_within_budget(retriever, lexical_in
     settings = lexical_index.model_copy(update={"context_max_tokens": 300})
     answer = ask("딥시크 쇼크 이후 엔비디아 주가", retriever, settings, llm=llm, k=5)
     prompt = llm.prompts[0]
+    assert type(llm.grammars[0]).__name__ == "LlamaGrammar"  # the answer is generated under the JSON grammar
     assert 1 <= len(answer.context) < 5  # the budget dropped some passages
     for cid in answer.context:
         assert f"[{cid}]" in prompt

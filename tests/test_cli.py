@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, SEEDS
+from conftest import SEEDS, subprocess_env
 from ragqa.cli import app
 
 runner = CliRunner()
@@ -131,7 +130,7 @@ def test_index_dir_from_environment(cli_index):
 
 
 def test_real_entry_point_help_imports_nothing_heavy():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     help_run = subprocess.run([sys.executable, "-m", "ragqa", "--help"], capture_output=True, text=True, env=env)
     assert help_run.returncode == 0 and "ragqa" in help_run.stdout
     probe = (
@@ -191,7 +190,7 @@ def test_ask_with_unusable_llm(cli_index, llm, code, message):
 
 
 def test_ask_builds_the_index_first_through_the_real_entry_point(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGQA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1"}
+    env = {**subprocess_env(), "RAGQA_SEEDS_DIR": str(SEEDS)}
     out = subprocess.run(
         [sys.executable, "-m", "ragqa", "ask", "알리바바는 새 AI 칩을 어디서 제조하나?", "--json",
          "--index-dir", str(tmp_path / "index"), "--models-dir", str(tmp_path / "models")],

@@ -110,7 +110,7 @@ def test_a_megabyte_paragraph_without_line_breaks(tmp_path):
     assert "".join(pieces).replace(" ", "") == a.paragraphs[0].replace(" ", "")
 
 
-def test_control_characters_never_reach_the_index(tmp_path):
+def test_control_characters_never_reach_the_articles(tmp_path):
     (tmp_path / "ansi.txt").write_text("엔비디아가 칩을 발표했다.\x1b[2J\x1b[31m 빨간 글씨\x07 로 화면을 지우려는 문장이다.", encoding="utf-8")
     (a,) = load_corpus([tmp_path]).articles
     assert "\x1b" not in a.paragraphs[0] and "\x07" not in a.paragraphs[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -15,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, SEEDS, make_settings
+from conftest import ROOT, SEEDS, make_settings, manifest_of, subprocess_env, write_manifest
 from ragqa import store
 from ragqa.build import build_index
 from ragqa.errors import IndexCorrupt, IndexMismatch
@@ -34,11 +33,9 @@ def data_dir(settings):
 
 
 def rewrite_manifest(settings, **changes):
-    path = settings.index_dir / store.MANIFEST
-    m = json.loads(path.read_text(encoding="utf-8"))
+    m = manifest_of(settings)
     m.update(changes)
-    path.write_text(json.dumps(m), encoding="utf-8")
-    return m
+    write_manifest(settings, m)
 
 
 def test_truncated_faiss_file(dense_copy):
@@ -57,9 +54,9 @@ def test_faiss_file_overwritten_with_garbage_of_the_same_size(dense_copy):
 
 
 def test_manifest_with_wrong_dimension_or_unknown_version(dense_copy):
-    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    manifest = manifest_of(dense_copy)
     rewrite_manifest(dense_copy, dense={**manifest["dense"], "dim": 768})
-    with pytest.raises(IndexCorrupt, match="expected \\(74, 768\\)"):
+    with pytest.raises(IndexCorrupt, match="shape \\(74, 32\\), expected \\(74, 768\\)"):
         store.load(dense_copy.index_dir)
     rewrite_manifest(dense_copy, dense=manifest["dense"], format_version="two")
     with pytest.raises(IndexCorrupt, match="format_version"):
@@ -73,7 +70,7 @@ def test_chunk_table_that_does_not_match_faiss_rows(dense_copy):
     d = data_dir(dense_copy)
     vectors = np.load(d / "vectors.npy")
     np.save(d / "vectors.npy", vectors[:-1])
-    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    manifest = manifest_of(dense_copy)
     files = {**manifest["files"], "vectors.npy": (d / "vectors.npy").stat().st_size}
     rewrite_manifest(dense_copy, files=files)
     with pytest.raises(IndexCorrupt, match="vectors.npy has shape \\(73, 32\\)"):
@@ -84,7 +81,7 @@ def test_pickled_array_is_refused(dense_copy):
     """Nothing in an index directory can run code: an object array would need pickle, which is off."""
     d = data_dir(dense_copy)
     np.save(d / "chunk_doc.npy", np.array([{"__reduce__": "evil"}] * 74, dtype=object), allow_pickle=True)
-    manifest = json.loads((dense_copy.index_dir / store.MANIFEST).read_text())
+    manifest = manifest_of(dense_copy)
     rewrite_manifest(dense_copy, files={**manifest["files"], "chunk_doc.npy": (d / "chunk_doc.npy").stat().st_size})
     with pytest.raises(IndexCorrupt, match="pickle"):
         store.load(dense_copy.index_dir)
@@ -124,7 +121,7 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     settings = make_settings(tmp_path)
     build_index([old_corpus], settings)
     before = answers(settings)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "ragqa", "index", str(new_corpus), "--index-dir", str(settings.index_dir),
            "--embed-model", "none"]
     rng = random.Random(0)
@@ -160,7 +157,7 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
 
 def test_two_builds_at_once_give_one_valid_index(tmp_path):
     settings = make_settings(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "ragqa", "index", str(SEEDS), "--index-dir", str(settings.index_dir),
            "--embed-model", "none"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -198,7 +195,7 @@ def test_searches_during_rebuilds_see_old_or_new_never_a_mix(tmp_path):
 
     thread = threading.Thread(target=reader)
     thread.start()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = subprocess_env()
     try:
         for i in range(4):
             corpus = large if i % 2 == 0 else small

@@ -73,8 +73,8 @@ def test_fake_citation_markers_in_articles_never_read_as_citations(hostile):
     for s in answer.sentences:
         assert "[000-5cafd9bf:p03]" not in s.text and "[999-fake:p01]" not in s.text
     assert "999-fake:p01" not in [c.chunk_id for c in answer.citations]
-    if any("666-" in c for s in answer.sentences for c in s.citations):
-        assert "〔000-5cafd9bf:p03〕" in answer.answer  # shown, but not as a citation
+    assert any("666-" in c for s in answer.sentences for c in s.citations)  # the hostile passage is quoted
+    assert "〔000-5cafd9bf:p03〕" in answer.answer  # its marker shown, but not as a citation
 
 
 def test_a_model_obeying_the_injection_is_caught(hostile):

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import ENGLISH, SEEDS, make_settings
+from conftest import ENGLISH, make_settings
 from ragqa import store
 from ragqa.answer import ask
 from ragqa.build import build_index

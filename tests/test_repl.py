@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 
 import pexpect
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 from fakes import ScriptedLLM
 from ragqa import store
 from ragqa.repl import MAX_TURNS, Conversation, Session, Turn
@@ -19,7 +18,7 @@ from ragqa.retrieve import Retriever
 
 def spawn(index_dir, history, term="xterm"):
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "TERM": term, "HF_HUB_OFFLINE": "1",
+        **subprocess_env(), "TERM": term,
         "RAGQA_HISTORY_FILE": str(history), "RAGQA_INDEX_DIR": str(index_dir),
     }
     return pexpect.spawn(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import SEEDS, make_settings
+from conftest import SEEDS, make_settings, manifest_of, write_manifest
 from ragqa import store
 from ragqa.build import build_index
-from ragqa.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from ragqa.errors import IndexBusy, IndexCorrupt, IndexMissing
 
 
 @pytest.fixture
@@ -21,14 +20,6 @@ def built(tmp_path, lexical_index):
     settings = make_settings(tmp_path)
     shutil.copytree(lexical_index.index_dir, settings.index_dir)
     return settings
-
-
-def manifest_of(settings) -> dict:
-    return json.loads((settings.index_dir / store.MANIFEST).read_text(encoding="utf-8"))
-
-
-def write_manifest(settings, manifest: dict) -> None:
-    (settings.index_dir / store.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def test_round_trip(built):
@@ -59,15 +50,6 @@ def test_corrupt_manifest(built):
         store.load(built.index_dir)
 
 
-def test_newer_format_version_is_refused(built):
-    m = manifest_of(built)
-    m["format_version"] = store.FORMAT_VERSION + 1
-    m["ragqa_version"] = "9.0.0"
-    write_manifest(built, m)
-    with pytest.raises(IndexMismatch, match="newer ragqa"):
-        store.load(built.index_dir)
-
-
 def test_truncated_data_file(built):
     m = manifest_of(built)
     path = built.index_dir / m["data_dir"] / "chunk_text.bin"
@@ -82,16 +64,6 @@ def test_chunk_table_row_mismatch(built):
     write_manifest(built, m)
     with pytest.raises(IndexCorrupt, match="73 chunk IDs"):
         store.load(built.index_dir)
-
-
-def test_wrong_dense_dimension(tmp_path, dense_index):
-    settings = make_settings(tmp_path)
-    shutil.copytree(dense_index.index_dir, settings.index_dir)
-    m = manifest_of(settings)
-    m["dense"]["dim"] = 768
-    write_manifest(settings, m)
-    with pytest.raises(IndexCorrupt, match=r"shape \(74, 32\), expected \(74, 768\)"):
-        store.load(settings.index_dir)
 
 
 def test_failed_build_leaves_previous_index_and_no_debris(built, monkeypatch):

@@ -79,7 +79,6 @@ def build_tiny_gguf(
     seed: int = 0,
     chat_template: str | None = CHATML_TEMPLATE,
     vocab_size: int = 3000,
-    clean_output: bool = True,
 ) -> Path:
     """Write a tiny random-weight llama-architecture GGUF with a byte-level BPE trained on `texts`."""
     import gguf
@@ -137,7 +136,7 @@ def build_tiny_gguf(
 
     # The llama architecture has no output bias, so residual dimension 0 is pinned to a constant
     # (set in every embedding, never written by attention/FFN); column 0 of output.weight then acts
-    # as a per-token logit bias. With clean_output it pushes down byte-fragment tokens (invalid UTF-8
+    # as a per-token logit bias, which pushes down byte-fragment tokens (invalid UTF-8
     # on their own), tokens with control characters and <|im_start|>. Otherwise a random model emits
     # stray UTF-8 bytes, which llama-cpp-python decodes with errors="ignore" differently when streaming,
     # and raw control characters inside JSON strings, which its json-schema grammar does not forbid.
@@ -145,12 +144,11 @@ def build_tiny_gguf(
     token_embd[:, 0] = 1.0
     output = mat(n_vocab, n_embd)
     output[:, 0] = 0.0
-    if clean_output:
-        byte_decoder = {c: b for b, c in gguf.vocab.bytes_to_unicode().items()}  # token text -> raw bytes
-        for i, t in enumerate(tokens):
-            fragment = token_types[i] == gguf.TokenType.NORMAL and not _is_clean_piece(t, byte_decoder)
-            if fragment or t == IM_START:
-                output[i, 0] = -5.0
+    byte_decoder = {c: b for b, c in gguf.vocab.bytes_to_unicode().items()}  # token text -> raw bytes
+    for i, t in enumerate(tokens):
+        fragment = token_types[i] == gguf.TokenType.NORMAL and not _is_clean_piece(t, byte_decoder)
+        if fragment or t == IM_START:
+            output[i, 0] = -5.0
 
     n_embd_kv = n_head_kv * head_dim
     w.add_tensor("token_embd.weight", token_embd)
