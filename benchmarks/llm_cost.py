@@ -544,13 +544,6 @@ def raw_speed(path: Path, n_prompt: int = 1000, n_gen: int = 64, n_threads: int 
 KNOBS = [{}, {"n_threads": 1}, {"flash_attn": True}, {"repack": False}]
 
 
-def lexical_index(work: Path, settings) -> Path:
-    from ragqa.build import build_index
-
-    build_index([SEEDS], settings)
-    return settings.index_dir
-
-
 def machine() -> dict:
     load = os.getloadavg()
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -570,13 +563,14 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
     attention, weight repacking)."""
     import llama_cpp
 
+    from ragqa.build import build_index
     from ragqa.config import Settings
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(n_threads=N_THREADS, n_ctx=N_CTX, embed_model="none", llm="none",
                         index_dir=work_dir / "llm_cost-index", models_dir=work_dir, seeds_dir=SEEDS)
-    lexical_index(work_dir, settings)
+    build_index([SEEDS], settings)  # the lexical index `ask` retrieves from
     out = {"note": NOTE, "llama_cpp_python": llama_cpp.__version__, "machine": machine(),
            "settings": {"n_threads": N_THREADS, "n_ctx": N_CTX, "top_k": settings.top_k,
                         "context_max_tokens": settings.context_max_tokens,

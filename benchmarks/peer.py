@@ -21,8 +21,8 @@ depth (similarity_top_k=50) and the fusion keeps k.
 FAISS threads: both systems search one query at a time. For 10,000 vectors and more, FAISS's flat search
 splits that one query over OpenMP threads, and on a loaded 2-CPU machine that costs ~30 ms per search
 (threads waiting for a descheduled sibling) against ~0.3 ms single-threaded; at 1,000 articles ragqa's
-9,984 chunks sit just under that threshold and the peer's ~11,000 nodes just over it. So by default both
-run with faiss.omp_set_num_threads(1) (`--faiss-threads 0` keeps FAISS's default; recorded either way).
+9,984 chunks sit just under that threshold and the peer's ~11,000 nodes just over it. So both search with
+one FAISS thread: ragqa sets it for every query itself, and the peer's searches do the same here.
 
 Fairness against a busy machine: builds alternate (ragqa, peer, peer, ragqa with --build-repeats 2; the
 best of each is compared), query passes alternate system by system, mode by mode; load averages are
@@ -58,7 +58,7 @@ for _p in (str(HERE), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from synth import HashEmbedder, write_corpus  # noqa: E402
+from synth import HashEmbedder, rss_mb, write_corpus  # noqa: E402
 
 SEEDS = ROOT / "seeds"
 GOLD = SEEDS / "gold_qa.jsonl"
@@ -121,14 +121,6 @@ def loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
-        return None
-
-
-def rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError):
         return None
 
 
@@ -368,6 +360,7 @@ def peer_build(
 
 
 def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
+    import faiss
     from llama_index.core import StorageContext, load_index_from_storage
     from llama_index.core.retrievers import QueryFusionRetriever
     from llama_index.retrievers.bm25 import BM25Retriever
@@ -402,7 +395,12 @@ def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
 
     def search(mode: str, k: int):
         r = retriever(mode, k)
-        return lambda q: [n.node.get_content() for n in r.retrieve(q)]
+
+        def run_query(q: str) -> list[str]:
+            faiss.omp_set_num_threads(1)  # as ragqa's dense search does for every query
+            return [n.node.get_content() for n in r.retrieve(q)]
+
+        return run_query
 
     faiss_index = vector_store.client
     return {"open_s": round(opened, 3), "faiss": type(faiss_index).__name__, "n": faiss_index.ntotal}, {
@@ -465,21 +463,17 @@ def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
 
 def run(
     corpus_dir: Path, work_dir: Path, queries: list[str], k: int = 5, *, repeats: int = 3, build_repeats: int = 1,
-    chunking: str = "paragraph", with_quality: bool = True, faiss_threads: int = 1,
+    chunking: str = "paragraph", with_quality: bool = True,
 ) -> dict:
     """Index `corpus_dir` with ragqa and with LlamaIndex (same HashEmbedder), time warm queries, compare.
 
     Builds alternate (ragqa first, then ABBA order); the fastest build of each system is compared. Query
     latency: one untimed pass per system and mode, then `repeats` timed passes alternating systems.
     """
-    import faiss
-
     corpus_dir, work_dir = Path(corpus_dir), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if faiss_threads:
-        faiss.omp_set_num_threads(faiss_threads)
     meta: dict = {
-        "faiss_threads": faiss.omp_get_max_threads(), "faiss_threads_requested": faiss_threads or "default",
+        "faiss_threads": 1,
         "corpus": str(corpus_dir), "k": k, "queries": len(queries), "repeats": repeats,
         "build_repeats": build_repeats, "hybrid_depth": HYBRID_DEPTH, "peer_chunking": chunking,
         "peer_embed_batch": PEER_EMBED_BATCH, "python": platform.python_version(), "venv": sys.prefix,
@@ -618,7 +612,7 @@ def table(result: dict) -> str:
     lines.append(f"stages s: ragqa {json.dumps(rq['stages_s'])}")
     lines.append(f"          llamaindex {json.dumps(pr['stages_s'])}")
     m = result["meta"]
-    lines.append(f"FAISS OpenMP threads: {m['faiss_threads']} (requested {m['faiss_threads_requested']})")
+    lines.append(f"FAISS OpenMP threads per query: {m['faiss_threads']}")
     lines.append(f"load average: start {m['loadavg_start']}, queries {m.get('loadavg_queries_start')} -> "
                  f"{m.get('loadavg_queries_end')}, end {m.get('loadavg_end')} ({m['cpus']} CPUs)")
     q = result.get("quality")
@@ -643,7 +637,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the queries (after a warm-up pass)")
     ap.add_argument("--build-repeats", type=int, default=1, help="builds per system (alternating; best is kept)")
     ap.add_argument("--peer-chunking", choices=("paragraph", "splitter"), default="paragraph")
-    ap.add_argument("--faiss-threads", type=int, default=1, help="OpenMP threads for FAISS in both systems; 0: default")
     ap.add_argument("--no-quality", action="store_true")
     args = ap.parse_args(argv)
 
@@ -658,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result = run(
         corpus, work, load_queries(), args.k, repeats=args.repeats, build_repeats=args.build_repeats,
-        chunking=args.peer_chunking, with_quality=not args.no_quality, faiss_threads=args.faiss_threads,
+        chunking=args.peer_chunking, with_quality=not args.no_quality,
     )
     result["meta"]["articles"] = args.articles
     result["meta"]["wall_s"] = round(time.perf_counter() - t0, 1)

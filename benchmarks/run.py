@@ -30,6 +30,8 @@ WORK = HERE / "work"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from synth import rss_mb  # noqa: E402
+
 QUERIES_KO = [
     "미국이 H200 수출을 허용한 이유는?", "알리바바는 새 AI 칩을 어디서 제조하나?", "엔비디아 시가총액은 하루에 얼마나 증발했나?",
     "딥시크 앱은 앱스토어에서 몇 위였나?", "코어위브에 대한 엔비디아의 투자 규모는?", "과학혁신판에 상장한 기업은 몇 곳인가?",
@@ -52,19 +54,12 @@ class StageMeter:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def rss_mb() -> float:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             if self.current:
                 stage = self.stages[self.current]
-                stage["peak_rss_mb"] = max(stage["peak_rss_mb"], self.rss_mb())
+                stage["peak_rss_mb"] = max(stage["peak_rss_mb"], rss_mb())
             time.sleep(0.02)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -72,7 +67,7 @@ class StageMeter:
             now = time.perf_counter()
             if self.current:
                 self.stages[self.current]["seconds"] += now - self.stages[self.current]["_t"]
-            self.stages.setdefault(stage, {"seconds": 0.0, "peak_rss_mb": self.rss_mb()})["_t"] = now
+            self.stages.setdefault(stage, {"seconds": 0.0, "peak_rss_mb": rss_mb()})["_t"] = now
             self.current = stage
 
     def finish(self) -> dict:
@@ -193,7 +188,7 @@ def scale_child(articles: int) -> dict:
 
     qv = embedder.encode_queries(queries)
     vectors = np.asarray(index.vectors)
-    exact = np.argsort(-(qv @ vectors.T), axis=1)[:, :10]
+    exact = np.argpartition(-(qv @ vectors.T), 10, axis=1)[:, :10]  # the true top 10, as a set
     _, ids = index.faiss.search(qv, 10)
     found = [index.rows_of_ids(row) for row in ids]
     out["faiss_recall@10"] = round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])), 4)
@@ -328,8 +323,8 @@ def model_tables(results: dict) -> list[str]:
     rows = []
     for name, m in llm.items():
         for a in m.get("ask", []):
-            rows.append([name, a["question"][:28], a["prompt_tokens"], a["first_token_s"], a["completion_tokens"],
-                         a.get("gen_tok_s"), a["total_s"]])
+            rows.append([name, a["question"][:28], a.get("prompt_tokens"), a.get("first_token_s"),
+                         a.get("completion_tokens"), a.get("gen_tok_s"), a["total_s"]])
     if rows:
         out.append("\nLLM, random weights of the real architecture and Q4_K_M (speed only), ragqa ask at k=5")
         out.append(table(rows, ["model", "question", "prompt tok", "first token s", "gen tok", "gen tok/s", "total s"]))

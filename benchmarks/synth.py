@@ -1,4 +1,5 @@
-"""Synthetic corpora made of the seed articles' own sentences, and a cheap embedder for scale runs.
+"""Synthetic corpora made of the seed articles' own sentences, a cheap embedder for scale runs, and the
+memory reading the harness shares.
 
 The sentences are real Korean news sentences (so tokenization and chunking cost what they cost on real
 news), recombined into new articles; the same seed gives the same corpus byte for byte.
@@ -14,6 +15,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MiB (what the tables call MB)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def seed_sentences(seeds: Path = SEEDS) -> list[str]:
