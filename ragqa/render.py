@@ -55,9 +55,11 @@ class AnswerStream:
     def __init__(self, out=None):
         self.out = out or sys.stdout
         self.shown = ""
+        self.unfinished = False  # the output so far ends inside a sentence
 
     def __call__(self, buf: str) -> None:
         done, partial = scan_sentences(buf)
+        self.unfinished = partial is not None
         text = " ".join(f"{s.get('text', '')} [{', '.join(s.get('citations') or [])}]" for s in done)
         if partial:
             text = f"{text} {partial}" if text else partial
@@ -70,7 +72,7 @@ class AnswerStream:
         """End the streamed line; say so if the model was cut off mid-sentence or gave no answer."""
         if answer is not None and not answer.answerable:
             self.out.write(("\n" if self.shown else "") + answer.answer)
-        elif answer is not None and len(self.shown) > len(answer.answer):
+        elif answer is not None and self.unfinished:
             self.out.write(" […cut off; not part of the answer]")
         if self.shown or answer is not None:
             self.out.write("\n")

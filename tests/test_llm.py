@@ -128,3 +128,22 @@ def test_prompt_injection_cannot_break_format_or_citations(tmp_path, corpus_dir,
         assert set(s.citations) <= set(answer.context) <= valid
     assert not any("999-fake" in c or "p99" in c for s in answer.sentences for c in s.citations)
     assert "cut off" not in " ".join(answer.notes)  # the grammar held: a complete JSON answer
+
+
+def test_a_complete_answer_with_repeated_citations_is_not_called_cut_off(capsys):
+    """The check drops a repeated citation, so the answer is shorter than what streamed; it was not cut off."""
+    from ragqa.schema import Answer, AnswerSentence
+
+    raw = '{"answerable": true, "sentences": [{"text": "칩을 개발했다. ", "citations": ["a:p01", "a:p01"]}]}'
+    stream = AnswerStream()
+    for end in range(5, len(raw) + 5, 5):
+        stream(raw[:end])
+    answer = Answer(question="q", answer="칩을 개발했다. [a:p01]", answerable=True, backend="llm", language="ko",
+                    mode="lexical", sentences=[AnswerSentence(text="칩을 개발했다.", citations=["a:p01"])],
+                    citations=[], retrieved=[], timings={})
+    stream.finish(answer)
+    assert "cut off" not in capsys.readouterr().out
+    stream = AnswerStream()
+    stream(raw[:60])  # the output stops inside the sentence
+    stream.finish(answer)
+    assert capsys.readouterr().out.rstrip().endswith("[…cut off; not part of the answer]")
