@@ -46,7 +46,7 @@ class Retriever:
         self.index = index
         self.settings = settings
         self._embedder = embedder
-        self._embed_error: str | None = None
+        self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
         dense = index.dense
         if dense and embed_explicit and settings.embed_model not in (dense["model"], "none"):
             raise IndexMismatch(
@@ -60,22 +60,22 @@ class Retriever:
         return self.index.dense is not None
 
     def embedder(self):
-        if self._embedder is None and self._embed_error is None:
+        if self._embed_error is not None:
+            raise self._embed_error
+        if self._embedder is None:
             from .embed import load_embedder
 
             try:
                 emb = load_embedder(self.index.dense["model"], self.settings)
-            except ModelUnavailable as e:
-                self._embed_error = str(e)
+                if emb.dim != self.index.dense["dim"]:
+                    raise IndexMismatch(
+                        f"embedding model '{emb.name}' gives {emb.dim}-d vectors but the index holds "
+                        f"{self.index.dense['dim']}-d ones; rebuild with `ragqa index`"
+                    )
+            except (ModelUnavailable, IndexMismatch) as e:
+                self._embed_error = e  # a REPL or eval run does not load a model that cannot work again
                 raise
-            if emb.dim != self.index.dense["dim"]:
-                raise IndexMismatch(
-                    f"embedding model '{emb.name}' gives {emb.dim}-d vectors but the index holds "
-                    f"{self.index.dense['dim']}-d ones; rebuild with `ragqa index`"
-                )
             self._embedder = emb
-        if self._embedder is None:
-            raise ModelUnavailable(self._embed_error or "embedding model unavailable")
         return self._embedder
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:

@@ -63,6 +63,21 @@ def test_dense_search_matches_brute_force(dense_index):
     assert result.hits[0].score == pytest.approx(float(np.asarray(index.vectors)[oracle[0]] @ qv), abs=1e-5)
 
 
+def test_a_model_of_the_wrong_dimension_is_refused_once_not_reloaded_per_query(dense_index, monkeypatch):
+    import ragqa.embed
+
+    class Wrong:
+        name, dim = "wrong-size", 7
+
+    loads = []
+    monkeypatch.setattr(ragqa.embed, "load_embedder", lambda spec, settings: loads.append(spec) or Wrong())
+    retriever = Retriever(store.load(dense_index.index_dir), dense_index)
+    for _ in range(3):
+        with pytest.raises(IndexMismatch, match="gives 7-d vectors but the index holds 32-d"):
+            retriever.search("화웨이 칩", k=5, mode="hybrid")
+    assert len(loads) == 1
+
+
 def test_hybrid_fuses_both_rankings(dense_index):
     retriever = Retriever(store.load(dense_index.index_dir), dense_index)
     query = "화웨이 H200급 칩 개발"
