@@ -288,7 +288,6 @@ PREDICATE_WEIGHT = 0.5
 class Extract:
     answerable: bool
     sentences: list[dict] = field(default_factory=list)  # {"text", "citations"}
-    coverage: float = 0.0
 
 
 def _question_cues(question: str) -> tuple[list[str], set[str]]:
@@ -348,9 +347,8 @@ def extractive_answer(
         return Extract(False)
     scored.sort(key=lambda s: -s[0])
     best = scored[0]
-    coverage = max(best[1], best[2])
-    if coverage < MIN_COVERAGE:
-        return Extract(False, coverage=coverage)
+    if max(best[1], best[2]) < MIN_COVERAGE:  # the sentence or its passage covers too little of the question
+        return Extract(False)
     picked = [best]
     if "why" in cues and not best[7]:
         # A "why" answer needs the sentence that gives the cause, not only the one restating the event.
@@ -363,4 +361,4 @@ def extractive_answer(
         if s[0] >= 0.8 * best[0] and s not in picked:
             picked.append(s)
     picked.sort(key=lambda s: (s[3], s[4]))
-    return Extract(True, [{"text": s[5], "citations": [s[6]]} for s in picked], coverage=coverage)
+    return Extract(True, [{"text": s[5], "citations": [s[6]]} for s in picked])

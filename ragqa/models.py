@@ -107,10 +107,6 @@ def local_dir(models_dir: Path, repo: str) -> Path:
     return models_dir / repo.replace("/", "__")
 
 
-def _is_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or os.sep in spec and not _looks_like_repo(spec)
-
-
 def _looks_like_repo(spec: str) -> bool:
     return spec.count("/") == 1 and not Path(spec).exists()
 

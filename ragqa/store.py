@@ -284,21 +284,15 @@ def save(index_dir: Path, contents: IndexContents) -> dict:
 
 def remove_debris(index_dir: Path) -> list[str]:
     """Remove what killed builds left behind. Call under index_lock: no build is running."""
-    removed = []
-    for p in index_dir.iterdir():
-        if p.name.startswith((".tmp-", ".manifest-")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            removed.append(p.name)
-    return removed
+    return cleanup(index_dir, keep=None, stale_data=False)
 
 
-def cleanup(index_dir: Path, keep: str | None) -> list[str]:
+def cleanup(index_dir: Path, keep: str | None, stale_data: bool = True) -> list[str]:
     """Remove data folders other than `keep` and debris of interrupted builds. Call under index_lock."""
     removed = []
     for p in index_dir.iterdir():
-        stale_data = p.name.startswith("data-") and p.name != keep
         debris = p.name.startswith((".tmp-", ".manifest-"))
-        if stale_data or debris:
+        if debris or (stale_data and p.name.startswith("data-") and p.name != keep):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p.name)
     return removed
@@ -366,14 +360,14 @@ class Index:
         from .lexical import BM25
 
         try:
-            self._bm25 = BM25.load(self.data, self.n)
+            # the vocabulary is read now: a later build may delete this generation's folder
+            self._bm25 = BM25.load(self.data, self.n, vocab=self.vocab)
         except FileNotFoundError:
             raise  # a newer build removed this generation while we opened it: load() retries
         except (ValueError, OSError) as e:
             raise IndexCorrupt(f"BM25 index unreadable ({e}); {REBUILD}") from None
         if len(self._bm25.indices) and int(self._bm25.indices.max(initial=0)) >= self.n:
             raise IndexCorrupt(f"BM25 index refers to chunks beyond the {self.n} in the table; {REBUILD}")
-        self._bm25.vocab = self.vocab  # read now: a later build may delete this generation's folder
         if len(self.vocab) != len(self._bm25.indptr) - 1:
             raise IndexCorrupt(f"vocab.json has {len(self.vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
         self._faiss_fd = None
@@ -462,11 +456,7 @@ class Index:
         return {cid: i for i, cid in enumerate(self.chunk_ids)}
 
     def title(self, row: int) -> str:
-        art = self.articles[int(self.chunk_doc[row])]
-        if art.get("title"):
-            return art["title"]
-        first = self.texts[row]
-        return art.get("display_title") or (first[:59] + "…" if len(first) > 60 else first)
+        return self.articles[int(self.chunk_doc[row])]["display_title"]
 
     def doc_id(self, row: int) -> str:
         return self.articles[int(self.chunk_doc[row])]["doc_id"]
