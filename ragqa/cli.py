@@ -311,19 +311,16 @@ def ask_cmd(
     for note in answer.notes:
         err(f"note: {note}")
     err(render.timing_line(answer))
+    texts = index.texts_of(r["chunk_id"] for r in answer.retrieved) if show_context else None
     if json_out:
         out = answer.model_dump()
-        if show_context:
-            out["context_passages"] = [{"chunk_id": h["chunk_id"], "text": index.texts[index.rows[h["chunk_id"]]]} for h in answer.retrieved]
+        if texts is not None:
+            out["context_passages"] = [{"chunk_id": cid, "text": text} for cid, text in texts.items()]
         emit_json(out)
         return
-    if not stream:
-        print(render.label(answer, model.name if model else None))
-        print(render.body(answer))
-    texts = {r["chunk_id"]: index.texts[index.rows[r["chunk_id"]]] for r in answer.retrieved} if show_context else None
-    rest = render.details(answer, show_context, texts)
-    if rest:
-        print(rest)
+    text = render.answer_block(answer, stream is not None, model.name if model else None, show_context, texts)
+    if text:
+        print(text)
 
 
 # ---------------------------------------------------------------- repl

@@ -21,8 +21,14 @@ def label(answer: Answer, llm_name: str | None = None) -> str:
     return label_for_llm(llm_name or "local LLM")
 
 
-def body(answer: Answer) -> str:
-    return answer.answer
+def answer_block(
+    answer: Answer, streamed: bool, llm_name: str | None, show_context: bool = False,
+    retrieved_texts: dict[str, str] | None = None,
+) -> str:
+    """The printed answer: its label and text (unless they were streamed already), then `details`."""
+    parts = [] if streamed else [label(answer, llm_name), answer.answer]
+    rest = details(answer, show_context, retrieved_texts)
+    return "\n".join(parts + ([rest] if rest else []))
 
 
 def details(answer: Answer, show_context: bool = False, retrieved_texts: dict[str, str] | None = None) -> str:

@@ -152,7 +152,7 @@ class Session:
             if self.last is None:
                 self.say("no answer yet")
             else:
-                texts = {r["chunk_id"]: self.index.texts[self.index.rows[r["chunk_id"]]] for r in self.last.retrieved}
+                texts = self.index.texts_of(r["chunk_id"] for r in self.last.retrieved)
                 self.say(render.details(self.last, show_context=True, retrieved_texts=texts).lstrip("\n"))
         else:
             raise UsageError(f"unknown command /{name}; /help lists them")
@@ -186,12 +186,9 @@ class Session:
             return
         if stream:
             stream.finish(answer)
-        else:
-            self.say(render.label(answer, self.llm.name if self.llm else None))
-            self.say(render.body(answer))
-        rest = render.details(answer)
-        if rest:
-            self.say(rest)
+        text = render.answer_block(answer, stream is not None, self.llm.name if self.llm else None)
+        if text:
+            self.say(text)
         self.note(render.timing_line(answer))
         self.last = answer
         self.conversation.add(Turn(question, query, answer.answer))

@@ -455,6 +455,9 @@ class Index:
     def rows(self) -> dict[str, int]:
         return {cid: i for i, cid in enumerate(self.chunk_ids)}
 
+    def texts_of(self, chunk_ids) -> dict[str, str]:
+        return {cid: self.texts[self.rows[cid]] for cid in chunk_ids}
+
     def title(self, row: int) -> str:
         return self.articles[int(self.chunk_doc[row])]["display_title"]
 

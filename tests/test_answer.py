@@ -21,8 +21,7 @@ def retriever(lexical_index):
 
 
 def texts_of(answer, retriever):
-    index = retriever.index
-    return {c: index.texts[index.rows[c]] for s in answer.sentences for c in s.citations}
+    return retriever.index.texts_of(c for s in answer.sentences for c in s.citations)
 
 
 # ---------------------------------------------------------------- extractive fallback
