@@ -141,7 +141,7 @@ class Session:
         elif name == "mode":
             if arg not in MODES:
                 raise UsageError(f"/mode needs hybrid, dense or lexical, got {arg or 'nothing'!r}")
-            if arg != "lexical" and not self.retriever.has_dense:
+            if arg == "dense" and not self.retriever.has_dense:  # hybrid works: it falls back to BM25 alone
                 raise RagqaError("this index is lexical-only: rebuild it with an embedding model for dense search")
             self.mode = arg
             self.say(f"mode = {self.mode}")

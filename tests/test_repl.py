@@ -117,6 +117,7 @@ def test_errors_and_cancellation_keep_the_session(session):
     assert session.handle("딥시크 앱 순위") is True
     assert session.handle("딥시크 앱 순위") is True
     assert session.handle("/k 0") is True and session.handle("/mode dense") is True
+    assert session.handle("/mode hybrid") is True and session.mode == "hybrid"  # the session's own default
     errors = session.err.getvalue()
     assert "error: RuntimeError: model exploded" in errors and "(answer cancelled)" in errors
     assert "/k needs a number" in errors and "lexical-only" in errors
