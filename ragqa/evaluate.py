@@ -100,8 +100,7 @@ def citation_scores(answer: Answer, gold: set[str], known: set[str]) -> dict:
 # ---------------------------------------------------------------- running
 
 
-def run_case(case: EvalCase, retriever, settings, mode: str, llm, chunk_texts: dict[str, str]) -> dict:
-    gold = gold_chunks(case, chunk_texts) if case.answerable else set()
+def run_case(case: EvalCase, retriever, settings, mode: str, llm, gold: set[str], known: set[str]) -> dict:
     start = time.perf_counter()
     ranked_hits = retriever.search(case.question, DEPTH, mode).hits
     retrieval_s = time.perf_counter() - start
@@ -123,7 +122,7 @@ def run_case(case: EvalCase, retriever, settings, mode: str, llm, chunk_texts: d
             row[f"recall@{k}"] = recall_at(ranked, gold, k)
             row[f"mrr@{k}"] = mrr_at(ranked, gold, k)
             row[f"ndcg@{k}"] = ndcg_at(ranked, gold, k)
-    row.update({f"citation_{k}": v for k, v in citation_scores(answer, gold, set(chunk_texts)).items()})
+    row.update({f"citation_{k}": v for k, v in citation_scores(answer, gold, known).items()})
     if case.answerable:
         found = facts_found(answer.answer if answer.answerable else "", case.key_facts)
         row["key_fact_recall"] = sum(found) / len(found) if found else None
@@ -197,7 +196,9 @@ def evaluate(
 ) -> dict:
     """Run every case in every mode; returns {'rows': [...], 'summary': {mode: {lang: metrics}}, ...}."""
     index = retriever.index
-    chunk_texts = {cid: index.texts[i] for i, cid in enumerate(index.chunk_ids)}
+    chunk_texts = dict(zip(index.chunk_ids, index.texts.all()))
+    golds = {case.id: gold_chunks(case, chunk_texts) if case.answerable else set() for case in cases}
+    known = set(index.chunk_ids)
     rows, notes, done = [], [], 0
     total = len(cases) * len(modes)
     for mode in modes:
@@ -210,7 +211,7 @@ def evaluate(
                 done += len(cases)
                 continue
         for case in cases:
-            rows.append(run_case(case, retriever, settings, mode, llm, chunk_texts) | {"requested_mode": mode})
+            rows.append(run_case(case, retriever, settings, mode, llm, golds[case.id], known) | {"requested_mode": mode})
             done += 1
             if progress:
                 progress(done, total)
