@@ -140,15 +140,13 @@ def build_index(
         prev_rows = _previous_rows(chunks, prev)
         token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step)
         step("bm25", 0, 0)
-        offsets = np.zeros(len(token_ids) + 1, dtype=np.int64)
-        np.cumsum([len(t) for t in token_ids], out=offsets[1:])
-        flat = np.concatenate(token_ids) if token_ids else np.zeros(0, np.int32)
+        flat, offsets = store.ragged(token_ids)
         bm25 = BM25.build(flat, offsets, len(vocab))
         dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder)
         contents = store.IndexContents(
             chunks=chunks,
             articles=articles,
-            token_ids=token_ids,
+            tokens=(flat, offsets),
             vocab=vocab,
             files_info=files_info,
             vectors=dense.vectors if dense else None,

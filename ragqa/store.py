@@ -72,11 +72,16 @@ class StringTable:
         return [blob[a:b].decode("utf-8") for a, b in zip(off, off[1:])]
 
 
-def write_ragged(path: Path, arrays: list[np.ndarray]) -> None:
-    """Variable-length int32 rows: flat values in `<path>.npy`, int64 offsets in `<path>.off.npy`."""
+def ragged(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Variable-length rows as (flat int32 values, int64 offsets of each row's start, plus the end)."""
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     np.cumsum([len(a) for a in arrays], out=offsets[1:])
-    flat = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, np.int32)
+    flat = np.concatenate(arrays).astype(np.int32, copy=False) if arrays else np.zeros(0, np.int32)
+    return flat, offsets
+
+
+def write_ragged(path: Path, flat: np.ndarray, offsets: np.ndarray) -> None:
+    """What `ragged` gives: flat values in `<path>.npy`, offsets in `<path>.off.npy`."""
     np.save(f"{path}.npy", flat, allow_pickle=False)
     np.save(f"{path}.off.npy", offsets, allow_pickle=False)
 
@@ -95,12 +100,12 @@ def read_ragged(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class IndexContents:
     chunks: list[Chunk]
     articles: list[dict]  # {"doc_id", "source", "title"} in first-appearance order
-    token_ids: list[np.ndarray]  # per chunk, ids into `vocab`
+    tokens: tuple[np.ndarray, np.ndarray]  # `ragged` token ids into `vocab`, a row per chunk
     vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
     files_info: dict  # per source file: sha256, ID base, article IDs, dropped lines, size and mtime
     vectors: np.ndarray | None
     manifest: dict = field(default_factory=dict)  # corpus, chunker, lexical, dense sections
-    bm25: object = None  # lexical.BM25 over token_ids
+    bm25: object = None  # lexical.BM25 over `tokens`
     faiss_index: object = None  # built by the caller (possibly updated in place from the previous index)
     vector_ids: np.ndarray | None = None  # FAISS id of each row, for IVF indexes (flat ones use row numbers)
 
@@ -172,7 +177,7 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
     np.save(tmp / "chunk_doc.npy", np.array([doc_index[c.doc_id] for c in contents.chunks], np.int32))
     (tmp / "articles.json").write_text(json.dumps(contents.articles, ensure_ascii=False), encoding="utf-8")
     (tmp / "files.json").write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
-    write_ragged(tmp / "tokens", contents.token_ids)
+    write_ragged(tmp / "tokens", *contents.tokens)
     vocab_list = sorted(contents.vocab, key=contents.vocab.get)
     (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
     contents.bm25.save(tmp)

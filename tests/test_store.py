@@ -120,7 +120,7 @@ def test_string_table_round_trip(tmp_path):
     store.write_strings(tmp_path / "t", strings)
     table = store.StringTable(tmp_path / "t")
     assert [table[i] for i in range(len(table))] == strings
-    store.write_ragged(tmp_path / "r", [np.array([1, 2]), np.array([], np.int32), np.array([7])])
+    store.write_ragged(tmp_path / "r", *store.ragged([np.array([1, 2]), np.array([], np.int32), np.array([7])]))
     flat, off = store.read_ragged(tmp_path / "r")
     assert flat.tolist() == [1, 2, 7] and off.tolist() == [0, 2, 2, 3]
 
