@@ -47,7 +47,6 @@ import shutil
 import socket
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +108,6 @@ def no_network():
 # ---------------------------------------------------------------- small helpers
 
 
-def norm_ws(text: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
-
-
 def dir_bytes(*paths: Path) -> int:
     return sum(p.stat().st_size for root in paths if root.exists() for p in root.rglob("*") if p.is_file())
 
@@ -151,15 +146,13 @@ def versions() -> dict:
     return out
 
 
-def gold_rows(gold: Path = GOLD) -> list[dict]:
-    return [json.loads(line) for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def load_queries(n_ko: int = 50, n_en: int = 20, gold: Path = GOLD) -> list[str]:
     """Up to `n_ko` Korean and `n_en` English gold questions (the gold set holds 41 Korean ones)."""
-    rows = gold_rows(gold)
-    ko = [r["question"] for r in rows if r.get("lang") == "ko"][:n_ko]
-    en = [r["question"] for r in rows if r.get("lang") == "en"][:n_en]
+    from ragqa.evaluate import load_gold
+
+    cases = load_gold(gold)
+    ko = [c.question for c in cases if c.lang == "ko"][:n_ko]
+    en = [c.question for c in cases if c.lang == "en"][:n_en]
     return ko + en
 
 
@@ -217,7 +210,7 @@ def ragqa_open(index_dir: Path) -> tuple[dict, dict]:
         return lambda q: [h.text for h in retriever.search(q, k=k, mode=mode).hits]
 
     return {"open_s": round(opened, 3), "faiss": kind, "n": index.n}, {
-        "search": search, "texts": lambda: [index.texts[i] for i in range(index.n)] if hasattr(index, "texts") else None,
+        "search": search, "texts": index.texts.all,
     }
 
 
@@ -411,22 +404,25 @@ def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
 # ---------------------------------------------------------------- quality: gold evidence spans on the seeds
 
 
-def rank_metrics(search, rows: list[dict], all_texts: list[str], k: int) -> dict:
-    """hit@1, hit@k and MRR@k: a hit is a retrieved text containing one of the question's evidence spans
-    (whitespace-normalized). 'reachable': questions for which some chunk of the index contains a span at all."""
-    all_norm = [norm_ws(t) for t in all_texts] if all_texts is not None else None
-    first_ranks, reachable = [], 0
-    for r in rows:
-        spans = [norm_ws(e) for e in r["evidence"]]
-        texts = [norm_ws(t) for t in search(r["question"])][:k]
-        first_ranks.append(next((i + 1 for i, t in enumerate(texts) if any(s in t for s in spans)), None))
-        reachable += bool(all_norm) and any(s in t for s in spans for t in all_norm)
-    n = len(rows)
-    hits = sum(x is not None for x in first_ranks)
+def rank_metrics(search, cases: list, all_texts: list[str], k: int) -> dict:
+    """hit@1, hit@k and MRR@k, with gold passages found as `ragqa eval` finds them (texts holding one of the
+    question's evidence spans). 'reachable': questions for which some chunk of the index holds a span at all."""
+    from ragqa.evaluate import gold_chunks, hit_at, mrr_at
+
+    pool = {t: t for t in all_texts}
+    hits = hit1 = reachable = 0
+    mrr = 0.0
+    for case in cases:
+        gold = gold_chunks(case, pool)
+        ranked = search(case.question)[:k]
+        reachable += bool(gold)
+        hits += hit_at(ranked, gold, k) > 0
+        hit1 += hit_at(ranked, gold, 1) > 0
+        mrr += mrr_at(ranked, gold, k)
+    n = len(cases)
     return {
         "hit": hits, "n": n, "hit_rate": round(hits / n, 3) if n else None,
-        "hit1": sum(x == 1 for x in first_ranks), "mrr": round(sum(1 / x for x in first_ranks if x) / n, 3) if n else None,
-        "reachable": reachable if all_norm is not None else None,
+        "hit1": hit1, "mrr": round(mrr / n, 3) if n else None, "reachable": reachable,
     }
 
 
@@ -439,8 +435,10 @@ PEER_QUALITY_VARIANTS = {
 
 def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
     """Retrieval quality on the seed articles for the answerable gold questions, per system and mode."""
-    rows = [r for r in gold_rows() if r.get("answerable") and r.get("evidence")]
-    langs = {lang: [r for r in rows if r.get("lang") == lang] for lang in ("ko", "en")}
+    from ragqa.evaluate import load_gold
+
+    cases = [c for c in load_gold(GOLD) if c.answerable and c.evidence]
+    langs = {lang: [c for c in cases if c.lang == lang] for lang in ("ko", "en")}
     out: dict = {"k": k, "corpus": str(seeds), "questions": {lang: len(v) for lang, v in langs.items()}, "systems": {}}
     qdir = work_dir / "quality"
 
