@@ -45,32 +45,37 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ragqa.config import Settings  # noqa: E402
+from ragqa.embed import passages_per_call  # noqa: E402
+from ragqa.models import EMBED_PRESETS  # noqa: E402
+
 SEEDS = ROOT / "seeds"
 WORK = ROOT / "benchmarks" / "work"
 THREADS = 2
-BATCH_SIZE = 16  # ragqa's default embed_batch_size
-ST_SLICE = max(BATCH_SIZE * 8, 64)  # SentenceTransformerEmbedder.encode_passages hands ST this many texts per call
-CHUNK_TOKENS = 220  # chunk size used for the seed chunks
-MAX_SEQ = 512  # ragqa's EmbedPreset.max_seq_length
+BATCH_SIZE = Settings.model_fields["embed_batch_size"].default  # ragqa's default
+ST_SLICE = passages_per_call(BATCH_SIZE)  # what SentenceTransformerEmbedder.encode_passages hands ST per call
+CHUNK_TOKENS = Settings.model_fields["chunk_max_tokens"].default  # the chunk size of the seed chunks
+MAX_SEQ = EMBED_PRESETS["e5-small"].max_seq_length  # the same (512) for every preset
 XLMR_GUESS_SCALE = 0.65  # sensitivity run: XLM-R tokens per approx_tokens() token (a guess, see module docstring)
 QUERY_TEXT = "미국이 H200 수출을 허용한 이유는?"
 QUERY_TOKENS = {"e5": 16, "bge": 13}  # "query: " + text + <s></s> in XLM-R pieces (~16); bge-m3 has no prefix
 PAD_ID, BOS_ID, EOS_ID, FIRST_NORMAL_ID = 1, 0, 2, 5  # XLM-R ids: <s>=0 <pad>=1 </s>=2 <unk>=3
 
-# Architectures as published in each repo's config.json (see the report for how sure we are).
+# Architectures as published in each preset repo's config.json (see the report for how sure we are).
 ARCH = {
     "e5-small": dict(
-        repo="intfloat/multilingual-e5-small", model_type="bert", vocab_size=250037, hidden_size=384,
+        model_type="bert", vocab_size=250037, hidden_size=384,
         num_hidden_layers=12, num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
         type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12, pooling="mean", prefix_tokens=3,
     ),
     "e5-base": dict(
-        repo="intfloat/multilingual-e5-base", model_type="xlm-roberta", vocab_size=250002, hidden_size=768,
+        model_type="xlm-roberta", vocab_size=250002, hidden_size=768,
         num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
         type_vocab_size=1, hidden_act="gelu", layer_norm_eps=1e-5, pooling="mean", prefix_tokens=3,
     ),
     "bge-m3": dict(
-        repo="BAAI/bge-m3", model_type="xlm-roberta", vocab_size=250002, hidden_size=1024,
+        model_type="xlm-roberta", vocab_size=250002, hidden_size=1024,
         num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, max_position_embeddings=8194,
         type_vocab_size=1, hidden_act="gelu", layer_norm_eps=1e-5, pooling="cls", prefix_tokens=0,
     ),
@@ -85,8 +90,6 @@ _CONFIG_KEYS = (
 
 
 def seed_chunks() -> list[str]:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from ragqa.chunking import chunk_articles
     from ragqa.corpus import load_corpus
 
@@ -423,8 +426,6 @@ def worker_e2e(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from ragqa.embed import SentenceTransformerEmbedder
 
     texts = job["texts"]
@@ -560,7 +561,7 @@ def measure(quick: bool = False, presets: list[str] | None = None, e2e: bool = T
         if save_dir is not None and not keep_models:
             shutil.rmtree(save_dir, ignore_errors=True)
         r = {
-            "repo": a["repo"],
+            "repo": EMBED_PRESETS[preset].repo,
             "config": {k: a[k] for k in ("model_type", *_CONFIG_KEYS)},
             "pooling": a["pooling"],
             **build,

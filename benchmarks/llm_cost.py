@@ -87,14 +87,13 @@ MODELS = {
         special={151643 + i: t for i, t in enumerate(QWEN25_SPECIAL)}, template=QWEN25_TEMPLATE,
         # Qwen's official file is 131,272,704 bytes bigger than a tied-embedding one: that is exactly
         # token_embd in Q4_K, i.e. it stores the embedding twice (token_embd Q4_K + output.weight Q6_K).
-        # The output matmul is Q6_K either way, so the speed is the same.
-        real_bytes=1_117_320_736,
+        # The output matmul is Q6_K either way, so the speed is the same. (Its size: LLM_PRESETS' bytes.)
     ),
     # Qwen3-4B's config.json
     "qwen3-4b": dict(
         arch="qwen3", n_vocab=151_936, n_embd=2560, n_layer=36, n_head=32, n_head_kv=8, head_dim=128, n_ff=9728,
         n_ctx_train=40960, rope_base=1e6, rms_eps=1e-6, qkv_bias=False, qk_norm=True,
-        special=QWEN3_SPECIAL, template=QWEN3_TEMPLATE, real_bytes=None,
+        special=QWEN3_SPECIAL, template=QWEN3_TEMPLATE,
     ),
 }
 
@@ -285,10 +284,13 @@ def build_model(work: Path, name: str) -> tuple[Path, dict]:
         log(f"quantized to {out.name} in {info['quantize_s']}s")
         f16.unlink()  # 3-8 GB, only needed for quantizing
         sidecar.write_text(json.dumps(info))
+    from ragqa.models import LLM_PRESETS
+
     info["bytes"] = out.stat().st_size
-    if cfg["real_bytes"]:
-        info["real_bytes"] = cfg["real_bytes"]
-        info["size_vs_real"] = round(info["bytes"] / cfg["real_bytes"], 4)
+    real_bytes = LLM_PRESETS[name].bytes
+    if real_bytes:
+        info["real_bytes"] = real_bytes
+        info["size_vs_real"] = round(info["bytes"] / real_bytes, 4)
     return out, info
 
 

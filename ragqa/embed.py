@@ -11,6 +11,11 @@ import numpy as np
 from .errors import ModelUnavailable
 
 
+def passages_per_call(batch_size: int) -> int:
+    """How many passages encode_passages hands sentence-transformers at once (progress comes per call)."""
+    return max(batch_size * 8, 64)
+
+
 class Embedder(Protocol):
     name: str
     dim: int
@@ -75,7 +80,7 @@ class SentenceTransformerEmbedder:
 
     def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        step = max(self.batch_size * 8, 64)
+        step = passages_per_call(self.batch_size)
         for start in range(0, len(texts), step):
             out[start : start + step] = self._encode(texts[start : start + step], self.passage_prompt)
             if progress:
