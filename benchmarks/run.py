@@ -136,13 +136,12 @@ def scale_child(articles: int) -> dict:
     from ragqa.build import build_index
     from ragqa.config import Settings
     from ragqa.retrieve import Retriever
-    from synth import HashEmbedder, add_article, write_corpus
+    from synth import ADDED, HashEmbedder, add_article, write_corpus
 
     corpus = WORK / f"corpus-{articles}"
     if not corpus.exists():
         write_corpus(corpus, articles, seed=0)
-    for extra in corpus.glob("9999999_*"):
-        extra.unlink()
+    (corpus / ADDED).unlink(missing_ok=True)  # left by a run that was killed
     index_dir = WORK / f"index-{articles}"
     shutil.rmtree(index_dir, ignore_errors=True)
     settings = Settings(index_dir=index_dir, models_dir=WORK / "models", embed_model="none", llm="none")
@@ -205,7 +204,7 @@ def scale_child(articles: int) -> dict:
     again = build_index([corpus], settings, embedder=embedder)
     out["reindex_unchanged_s"] = round(time.perf_counter() - start, 2)
     assert again.up_to_date
-    add_article(corpus)
+    extra = add_article(corpus)
     meter = StageMeter()
     start = time.perf_counter()
     added = build_index([corpus], settings, embedder=embedder, progress=meter)
@@ -213,8 +212,7 @@ def scale_child(articles: int) -> dict:
         "seconds": round(time.perf_counter() - start, 1), "stages": meter.finish(), "embedded": added.embedded,
         "tokenized": added.tokenized, "reread_files": added.reread_files,
     }
-    for extra in corpus.glob("9999999_*"):
-        extra.unlink()
+    extra.unlink()
     return out
 
 

@@ -71,7 +71,10 @@ def write_corpus(
     return {"articles": n_articles, "paragraphs": n_paragraphs, "chars": n_chars, "sentence_pool": len(pool)}
 
 
-def add_article(out_dir: Path, name: str = "9999999_added.txt", seed: int = 12345) -> Path:
+ADDED = "9999999_added.txt"  # the article the incremental benchmark adds to a corpus
+
+
+def add_article(out_dir: Path, name: str = ADDED, seed: int = 12345) -> Path:
     rng = random.Random(seed)
     pool = seed_sentences()
     path = out_dir / name
