@@ -50,6 +50,9 @@ from ragqa.config import Settings  # noqa: E402
 from ragqa.embed import passages_per_call  # noqa: E402
 from ragqa.models import EMBED_PRESETS  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from cpumeter import CpuMeter, wait_quiet  # noqa: E402
+
 SEEDS = ROOT / "seeds"
 WORK = ROOT / "benchmarks" / "work"
 THREADS = 2
@@ -124,40 +127,6 @@ def repeat_to(texts: list[str], n: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------- worker side
 
 
-class CpuMeter:
-    """How many cores OTHER processes used while we measured (the box is shared with other sessions).
-
-    System busy time from /proc/stat minus this process's own CPU time (all threads), per second of wall
-    time; hypervisor steal is counted as contention too."""
-
-    def __init__(self):
-        self.hz = os.sysconf("SC_CLK_TCK")
-
-    def snap(self) -> tuple[float, float, float]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)  # user nice system irq softirq steal
-        t = os.times()
-        return busy / self.hz, t.user + t.system, time.perf_counter()
-
-    @staticmethod
-    def others(a, b) -> float:
-        wall = b[2] - a[2]
-        return max(0.0, ((b[0] - a[0]) - (b[1] - a[1])) / wall) if wall > 0 else 0.0
-
-    def wait_quiet(self, threshold: float = 0.15, window: float = 0.5, max_wait: float = 60.0) -> dict:
-        """Sleep until other processes use < `threshold` cores over `window` seconds (or `max_wait` passes)."""
-        start = time.perf_counter()
-        while True:
-            a = self.snap()
-            time.sleep(window)
-            load = self.others(a, self.snap())
-            waited = time.perf_counter() - start
-            if load < threshold or waited >= max_wait:
-                return {"waited_s": round(waited, 1), "others_cores": round(load, 2)}
-
-
-METER = CpuMeter()
 CLEAN = 0.3  # a timed pass during which other processes used more cores than this is retried
 MAX_EXTRA_PASSES = 3
 QUIET_WAIT_S = float(os.environ.get("EMBED_COST_QUIET_WAIT", "300"))
@@ -233,21 +202,19 @@ def _run_batches(model, batches: list[list[int]], vocab: int, pooling: str, pass
         clean = attempts = 0
         while clean < passes and attempts < passes + MAX_EXTRA_PASSES:
             attempts += 1
-            quiet = METER.wait_quiet(max_wait=QUIET_WAIT_S)
+            quiet = wait_quiet(max_wait=QUIET_WAIT_S)
             bt, bo = [], []
-            p0 = METER.snap()
-            for ids, mask in tensors:
-                a = METER.snap()
-                v = _embed(model, ids, mask, pooling)
-                b = METER.snap()
-                bt.append(b[2] - a[2])
-                bo.append(METER.others(a, b))
-            p1 = METER.snap()
+            with CpuMeter() as whole:
+                for ids, mask in tensors:
+                    with CpuMeter() as m:
+                        v = _embed(model, ids, mask, pooling)
+                    bt.append(m.wall_s)
+                    bo.append(m.others_cores)
             times.append(bt)
             others.append(bo)
             per_pass.append({
-                "seconds": round(p1[2] - p0[2], 2),
-                "others_cores": round(METER.others(p0, p1), 2),
+                "seconds": round(whole.wall_s, 2),
+                "others_cores": whole.others_cores,
                 "waited_for_quiet_s": quiet["waited_s"],
             })
             clean += per_pass[-1]["others_cores"] <= CLEAN
@@ -293,7 +260,7 @@ def _query_latency(model, n_tokens: int, vocab: int, pooling: str, repeats: int)
         for _ in range(3):
             _embed(model, ids, mask, pooling)
         for _ in range(repeats):
-            others.append(METER.wait_quiet(window=0.3, max_wait=30)["others_cores"])
+            others.append(wait_quiet(max_wait=30, window=0.3)["others_cores"])
             t = time.perf_counter()
             _embed(model, ids, mask, pooling)
             ms.append(1000 * (time.perf_counter() - t))
@@ -313,13 +280,12 @@ def worker_build(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
-    quiet = METER.wait_quiet(max_wait=QUIET_WAIT_S)
-    a = METER.snap()
-    model = _construct(job["preset"])
-    b = METER.snap()
+    quiet = wait_quiet(max_wait=QUIET_WAIT_S)
+    with CpuMeter() as m:
+        model = _construct(job["preset"])
     out = {
-        "construct_s": round(b[2] - a[2], 2),
-        "construct_others_cores": round(METER.others(a, b), 2),
+        "construct_s": round(m.wall_s, 2),
+        "construct_others_cores": m.others_cores,
         "construct_waited_for_quiet_s": quiet["waited_s"],
         "n_params": sum(p.numel() for p in model.parameters()),
         "n_params_without_pooler": sum(
@@ -344,21 +310,20 @@ def worker_bench(job: dict) -> dict:
 
     preset, a = job["preset"], ARCH[job["preset"]]
     rss0 = _rss_mb()
-    quiet = METER.wait_quiet(max_wait=QUIET_WAIT_S)
-    t0 = METER.snap()
-    if job.get("load_dir"):
-        from transformers import AutoModel
+    quiet = wait_quiet(max_wait=QUIET_WAIT_S)
+    with CpuMeter() as m:
+        if job.get("load_dir"):
+            from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(job["load_dir"]).eval()
-        how = "from_pretrained (safetensors, warm page cache)"
-    else:
-        model = _construct(preset)
-        how = "random construction"
-    t1 = METER.snap()
+            model = AutoModel.from_pretrained(job["load_dir"]).eval()
+            how = "from_pretrained (safetensors, warm page cache)"
+        else:
+            model = _construct(preset)
+            how = "random construction"
     out = {
         "load": how,
-        "load_s": round(t1[2] - t0[2], 2),
-        "load_others_cores": round(METER.others(t0, t1), 2),
+        "load_s": round(m.wall_s, 2),
+        "load_others_cores": m.others_cores,
         "load_waited_for_quiet_s": quiet["waited_s"],
         "class": type(model).__name__,
         "dtype": str(next(model.parameters()).dtype),
@@ -441,11 +406,10 @@ def worker_e2e(job: dict) -> dict:
     emb.encode_passages(texts[:BATCH_SIZE])  # warm-up batch, like the harness
     passes = []
     while sum(p["others_cores"] <= CLEAN for p in passes) < job["passes"] and len(passes) < job["passes"] + MAX_EXTRA_PASSES:
-        quiet = METER.wait_quiet(max_wait=QUIET_WAIT_S)
-        a = METER.snap()
-        vecs = emb.encode_passages(texts)
-        b = METER.snap()
-        passes.append({"seconds": round(b[2] - a[2], 2), "others_cores": round(METER.others(a, b), 2),
+        quiet = wait_quiet(max_wait=QUIET_WAIT_S)
+        with CpuMeter() as m:
+            vecs = emb.encode_passages(texts)
+        passes.append({"seconds": round(m.wall_s, 2), "others_cores": m.others_cores,
                        "waited_for_quiet_s": quiet["waited_s"]})
     total = min(p["seconds"] for p in passes)
     assert vecs.shape == (len(texts), 384)
@@ -453,7 +417,7 @@ def worker_e2e(job: dict) -> dict:
         emb.encode_queries([QUERY_TEXT])
     ms = []
     for _ in range(job["query_repeats"]):
-        METER.wait_quiet(window=0.3, max_wait=30)
+        wait_quiet(max_wait=30, window=0.3)
         t = time.perf_counter()
         emb.encode_queries([QUERY_TEXT])
         ms.append(1000 * (time.perf_counter() - t))

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"
 SEEDS = ROOT / "seeds"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from cpumeter import CpuMeter, wait_quiet  # noqa: E402
 
 N_THREADS = 2
 N_CTX = 4096
@@ -356,42 +358,6 @@ def llama_defaults(name: str, **fields):
         setattr(lib, name, original)
 
 
-class CpuMeter:
-    """Wall time of a block, and the CPU other processes used meanwhile (in cores): a 2-core machine
-    shared with another busy process gives llama.cpp's 2 threads a fraction of the speed."""
-
-    def __enter__(self):
-        self.start = (time.perf_counter(), self._busy(), self._own())
-        return self
-
-    def __exit__(self, *exc):
-        wall, busy, own = (b - a for a, b in zip(self.start, (time.perf_counter(), self._busy(), self._own())))
-        self.wall_s = wall
-        self.others_cores = round(max(0.0, busy - own) / wall, 2) if wall > 0 else 0.0
-
-    @staticmethod
-    def _busy() -> float:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own() -> float:
-        t = os.times()
-        return t.user + t.system
-
-
-def wait_quiet(max_s: float, threshold: float = 0.15, window: float = 15.0) -> float:
-    """Wait (at most max_s) until other processes use under `threshold` cores; their last measured use."""
-    deadline = time.monotonic() + max_s
-    while True:
-        with CpuMeter() as m:
-            time.sleep(window)
-        if m.others_cores < threshold or time.monotonic() > deadline:
-            return m.others_cores
-        log(f"waiting: other processes use {m.others_cores} cores")
-
-
 def perf(llm) -> dict:
     """llama.cpp's own counters: prompt eval, per-token eval, and sampling (the grammar lives in the sampler)."""
     import llama_cpp
@@ -534,7 +500,7 @@ def raw_speed(path: Path, n_prompt: int = 1000, n_gen: int = 64, n_threads: int 
     llm.reset()
     with CpuMeter() as m:
         llm.eval(tokens)
-        pp = time.perf_counter() - m.start[0]
+        pp = time.perf_counter() - m.t0
         for t in tokens[:n_gen]:
             llm.eval([t])
     llm.close()
@@ -581,7 +547,8 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
     for name in ["qwen2.5-1.5b"] + (["qwen3-4b"] if quality else []):
         path, build = build_model(work_dir, name)
         if wait_s:
-            wait_quiet(wait_s)
+            quiet = wait_quiet(max_wait=wait_s, window=15.0)
+            log(f"waited {quiet['waited_s']} s for other processes to settle (they use {quiet['others_cores']} cores)")
         log(f"measuring {name}")
         # Sampler chains keep llama.cpp's timing counters (off by default): sampling is where the JSON grammar runs.
         with llama_defaults("llama_sampler_chain_default_params", no_perf=False):
