@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import UsageError
@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     hub_timeout: float = Field(3.0, gt=0)
     trust_remote_code: bool = False
 
+    @field_validator("seeds_dir", "index_dir", "models_dir", "history_file", mode="before")
+    @classmethod
+    def _not_empty(cls, value):
+        # Path("") is Path("."): an empty setting would silently mean the current folder
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path would mean the current folder; give a folder name")
+        return value
+
 
 def load_settings(**overrides) -> Settings:
     """Settings from RAGQA_* variables plus explicit overrides (None values are ignored)."""
@@ -64,4 +72,5 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise UsageError(f"bad setting {field}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UsageError(f"bad setting {field}: {msg}") from None

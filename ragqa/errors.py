@@ -35,3 +35,11 @@ class ModelUnavailable(RagqaError):
 
 class IndexBusy(RagqaError):
     """Another process holds the index lock."""
+
+
+class NotAnIndex(RagqaError):
+    """The index folder (or a file in it) was not written by ragqa, so ragqa will not touch it."""
+
+
+class IndexWriteFailed(RagqaError):
+    """The index could not be written (disk full, read-only, no permission); the previous one is intact."""

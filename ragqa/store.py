@@ -1,12 +1,16 @@
 """The index directory: manifest.json + one data folder (chunk table, BM25, FAISS); atomic save, validated load.
 
 Layout:
+    index/.ragqa-index       marks the folder as ragqa's; written before anything else in it
     index/manifest.json      the commit point: replaced atomically, names the data folder in use
-    index/data-<generation>/ chunk texts, hashes, tokens, BM25 arrays, vectors, FAISS index
+    index/data-<generation>/ chunk texts, hashes, tokens, BM25 arrays, vectors, FAISS index, and the
+                             ownership marker .ragqa-generation holding <generation>
     index/.lock              held by `ragqa index` while it builds
-A build writes a new data folder, then swaps the manifest; a reader opens whatever the manifest names, so it
-sees the old index or the new one, never a mix. Old folders and debris of killed builds are removed by the
-next build.
+A build writes `.tmp-<generation>/`, renames it `data-<generation>/`, then swaps the manifest; a reader opens
+whatever the manifest names, so it sees the old index or the new one, never a mix. ragqa deletes or replaces
+only what it can prove it wrote: generation folders whose name and marker agree (or, for indexes written
+before markers, the one its manifest names), and its own manifest. Anything else in the folder is left alone,
+and a folder holding someone else's files is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import time
 import uuid
 from contextlib import contextmanager
@@ -25,14 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing, IndexWriteFailed, NotAnIndex, UsageError
 from .schema import Chunk, Hit
 
 FORMAT = "ragqa-index"
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+INDEX_MARKER = ".ragqa-index"
+GEN_MARKER = ".ragqa-generation"
+GENERATION = re.compile(r"(?:\.tmp|data)-(\d{8}T\d{6}-[0-9a-f]{6})")
 REBUILD = "rebuild it with `ragqa index`"
+CHOOSE = "choose another --index-dir"
 
 
 # ---------------------------------------------------------------- compact tables
@@ -110,14 +120,110 @@ class IndexContents:
     vector_ids: np.ndarray | None = None  # FAISS id of each row, for IVF indexes (flat ones use row numbers)
 
 
-# ---------------------------------------------------------------- locking
+# ---------------------------------------------------------------- ownership and locking
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file, not a symbolic link to one."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _own_manifest(index_dir: Path) -> dict | None:
+    """The manifest ragqa wrote in index_dir (any format version), None if there is none; {} if it is damaged
+    in a folder ragqa marked as its own (a build may replace it)."""
+    path = index_dir / MANIFEST
+    try:
+        # ragqa never writes a symlink or a folder here: such a manifest.json is someone else's
+        manifest = None if path.is_symlink() or path.is_dir() else json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:  # not JSON, or not text
+        if _is_file(index_dir / INDEX_MARKER):
+            return {}
+        raise NotAnIndex(f"{path} is not a ragqa index (not valid JSON: {e}); {CHOOSE}") from None
+    except OSError as e:
+        raise IndexCorrupt(f"cannot read {path}: {e.strerror}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise NotAnIndex(f"{path} is not a ragqa index, so ragqa will not replace it; {CHOOSE}")
+    return manifest
+
+
+def check_index_dir(index_dir: Path, roots=()) -> None:
+    """Refuse an index folder ragqa must not write into: a file, the articles' folder, someone else's folder."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise NotAnIndex(f"{index_dir} is a file, not an index folder; {CHOOSE}")
+    where = index_dir.resolve()
+    for root in map(Path, roots):
+        if where == root.resolve() or where in root.resolve().parents:
+            raise UsageError(
+                f"the index folder {index_dir.absolute()} is or contains the articles {root.absolute()}; "
+                "choose an --index-dir outside them"
+            )
+    if not index_dir.is_dir():
+        return
+    # a foreign manifest.json is refused even in a marked folder
+    if _own_manifest(index_dir) is not None or _is_file(index_dir / INDEX_MARKER):
+        return
+    # hidden files (.gitkeep, ...) are fine, but not a lock ragqa would write into
+    others = sorted(p.name for p in index_dir.iterdir() if not p.name.startswith(".") or p.name == LOCK)
+    # a concurrent first build may have claimed the folder meanwhile: its marker precedes all its other files
+    if others and not _is_file(index_dir / INDEX_MARKER):
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise NotAnIndex(
+            f"{index_dir} is not a ragqa index and already holds files ({shown}); {CHOOSE} (a new or empty folder)"
+        )
+
+
+def _claim(index_dir: Path) -> None:
+    """Create index_dir, or check that it is ragqa's or empty, and mark it as a ragqa index."""
+    check_index_dir(index_dir)
+    marker = index_dir / INDEX_MARKER
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:  # a broken symlink, or a file on the way
+        raise NotAnIndex(f"cannot create the index folder {index_dir}: {e.strerror}; {CHOOSE}") from None
+    except OSError as e:
+        _raise_write_error(e, index_dir)
+        raise
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("a ragqa index: ragqa manages manifest.json, .lock and the data-* folders marked as its own\n")
+    except FileExistsError:
+        if _is_file(marker):
+            return
+        raise NotAnIndex(f"{marker} is not ragqa's marker file; {CHOOSE}") from None
+    except OSError as e:
+        _raise_write_error(e, index_dir)
+        raise
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor on the lock file; refuses a symlink, a non-regular file, or a file with other hard links."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR):
+            raise NotAnIndex(
+                f"{path} is not ragqa's lock file (a symbolic link or a folder): remove it and try again"
+            ) from None
+        _raise_write_error(e, path)
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise NotAnIndex(f"{path} is not ragqa's lock file (not a regular file with one link): remove it and try again")
+    return fd
 
 
 @contextmanager
 def index_lock(index_dir: Path, wait: float | None = None, on_wait=None):
     """Exclusive build lock; waits up to `wait` seconds (None: forever) for another build to finish."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    _claim(index_dir)
+    fd = _open_lock(index_dir / LOCK)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,8 +248,11 @@ def index_lock(index_dir: Path, wait: float | None = None, on_wait=None):
                             f"gave up after {wait:g} s waiting for another ragqa build of {index_dir} (pid {holder})"
                         ) from None
                     time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass  # the pid only names the holder in other builds' messages; a full disk is reported by save
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
@@ -189,7 +298,9 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
             np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
         faiss.write_index(contents.faiss_index, str(tmp / "faiss.index"))
     return {
-        p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
+        p.relative_to(tmp).as_posix(): p.stat().st_size
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file() and p.name != GEN_MARKER
     }
 
 
@@ -244,29 +355,66 @@ def update_ivf(index, vectors: np.ndarray, remove: np.ndarray, add_rows: np.ndar
     return index
 
 
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+}
+
+
+def _raise_write_error(e: OSError, path: Path, note: str = "") -> None:
+    """Turn a write failure the user can fix into IndexWriteFailed; other errors are left to the caller."""
+    if e.errno in _WRITE_ERRORS:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "free space and run `ragqa index` again" if full else "choose a writable --index-dir"
+        raise IndexWriteFailed(f"{_WRITE_ERRORS[e.errno]} while writing {e.filename or path}: {fix}{note}") from None
+
+
 def save(index_dir: Path, contents: IndexContents) -> dict:
     """Write a new generation and switch the manifest to it atomically. Call under index_lock."""
-    index_dir.mkdir(parents=True, exist_ok=True)
+    previous = _own_manifest(index_dir)
     generation = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     tmp = index_dir / f".tmp-{generation}"
-    tmp.mkdir()
+    data_dir = index_dir / f"data-{generation}"
+    committed = False
     try:
+        tmp.mkdir()
+        (tmp / GEN_MARKER).write_text(generation, encoding="ascii")
         files = write_data(tmp, contents)
         _fsync_tree(tmp)
-        data_dir = index_dir / f"data-{generation}"
         os.rename(tmp, data_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        manifest = _manifest(generation, data_dir.name, files, contents)
+        # staged inside the new folder (same filesystem, so os.replace is atomic): no debris in index_dir
+        staged = data_dir / ".manifest.tmp"
+        with open(staged, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staged, index_dir / MANIFEST)
+        committed = True
+        _fsync_dir(index_dir)
+    except BaseException as e:
+        if committed:
+            raise
+        for folder in (tmp, data_dir):  # never committed: nothing may be left to block the next build
+            if folder.exists():
+                _remove_generation(folder, ignore_errors=True)
+        if isinstance(e, OSError):
+            _raise_write_error(e, index_dir, "; the previous index is intact" if previous else "")
         raise
+    _remove_generations(index_dir, previous, keep=data_dir.name)
+    return manifest
+
+
+def _manifest(generation: str, data_dir: str, files: dict, contents: IndexContents) -> dict:
     from . import __version__
 
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "ragqa_version": __version__,
         "generation": generation,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data_dir": data_dir.name,
+        "data_dir": data_dir,
         **contents.manifest,
         "counts": {
             "articles": len(contents.articles),
@@ -276,50 +424,73 @@ def save(index_dir: Path, contents: IndexContents) -> dict:
         "files": files,
         "chunk_ids": [c.chunk_id for c in contents.chunks],
     }
-    tmp_manifest = index_dir / f".manifest-{generation}.tmp"
-    with open(tmp_manifest, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, ensure_ascii=False, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_manifest, index_dir / MANIFEST)
-    _fsync_dir(index_dir)
-    cleanup(index_dir, keep=data_dir.name)
-    return manifest
 
 
-def remove_debris(index_dir: Path) -> list[str]:
-    """Remove what killed builds left behind. Call under index_lock: no build is running."""
-    return cleanup(index_dir, keep=None, stale_data=False)
+def _generation_marker(folder: Path) -> str | None:
+    marker = folder / GEN_MARKER
+    try:
+        return marker.read_text(encoding="ascii") if _is_file(marker) else None
+    except (OSError, ValueError):
+        return None
 
 
-def cleanup(index_dir: Path, keep: str | None, stale_data: bool = True) -> list[str]:
-    """Remove data folders other than `keep` and debris of interrupted builds. Call under index_lock."""
+def generations(index_dir: Path, manifest: dict | None) -> list[Path]:
+    """Generation folders ragqa can prove it wrote: name and marker agree, or (indexes written before
+    markers existed) `manifest`, a ragqa manifest, names it."""
+    named = manifest.get("data_dir") if manifest else None
+    found = []
+    for p in sorted(index_dir.iterdir()):
+        m = GENERATION.fullmatch(p.name)
+        if m and not p.is_symlink() and p.is_dir():
+            if _generation_marker(p) == m[1] or (p.name == named and p.name.startswith("data-")):
+                found.append(p)
+    return found
+
+
+def _remove_generation(folder: Path, ignore_errors: bool = False) -> None:
+    """Delete a generation folder, its marker last: an interrupted removal is finished by the next build."""
+    try:
+        for p in folder.iterdir():
+            if p.name != GEN_MARKER:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        (folder / GEN_MARKER).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def _remove_generations(index_dir: Path, manifest: dict | None, keep: str | None) -> list[str]:
     removed = []
-    for p in index_dir.iterdir():
-        debris = p.name.startswith((".tmp-", ".manifest-"))
-        if debris or (stale_data and p.name.startswith("data-") and p.name != keep):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    for p in generations(index_dir, manifest):
+        if p.name != keep:
+            _remove_generation(p, ignore_errors=True)
             removed.append(p.name)
     return removed
+
+
+def cleanup(index_dir: Path) -> list[str]:
+    """Remove the generation folders ragqa wrote that the manifest does not name: old generations and what
+    failed or killed builds left. Call under index_lock."""
+    manifest = _own_manifest(index_dir)
+    return _remove_generations(index_dir, manifest, keep=manifest.get("data_dir") if manifest else None)
 
 
 # ---------------------------------------------------------------- load
 
 
 def read_manifest(index_dir: Path) -> dict:
+    """The validated manifest of the index in index_dir. Reads only: creates nothing."""
     path = index_dir / MANIFEST
-    if not path.exists():
-        if index_dir.exists() and any(p.name.startswith("data-") for p in index_dir.iterdir()):
+    if index_dir.exists() and not index_dir.is_dir():
+        raise NotAnIndex(f"{index_dir} is a file, not an index folder; {CHOOSE}")
+    manifest = _own_manifest(index_dir) if index_dir.is_dir() else None
+    if manifest is None:
+        if index_dir.is_dir() and any(p.name.startswith("data-") for p in generations(index_dir, None)):
             raise IndexCorrupt(f"{path} is missing; {REBUILD}")
         raise IndexMissing(f"no index in {index_dir}; build one with `ragqa index [PATH ...]`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexCorrupt(f"{path} is not valid JSON ({e}); {REBUILD}") from None
-    except OSError as e:
-        raise IndexCorrupt(f"cannot read {path}: {e.strerror}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexCorrupt(f"{path} is not a ragqa manifest; {REBUILD}")
+    if not manifest:
+        raise IndexCorrupt(f"{path} is not valid JSON; {REBUILD}")
     version = manifest.get("format_version")
     if not isinstance(version, int):
         raise IndexCorrupt(f"{path} has no valid format_version; {REBUILD}")

@@ -80,18 +80,26 @@ def test_failed_build_leaves_previous_index_and_no_debris(built, monkeypatch):
     after = store.load(built.index_dir)
     assert after.manifest["generation"] == before.manifest["generation"]
     assert [after.texts[i] for i in range(after.n)] == texts
-    assert not [p for p in built.index_dir.iterdir() if p.name.startswith((".tmp-", ".manifest-"))]
+    assert sorted(p.name for p in built.index_dir.iterdir()) == sorted(
+        [".lock", store.INDEX_MARKER, store.MANIFEST, before.manifest["data_dir"]]
+    )
 
 
-def test_next_build_removes_debris_of_killed_builds(built):
-    (built.index_dir / ".tmp-20260101T000000-dead00").mkdir()
-    (built.index_dir / ".tmp-20260101T000000-dead00" / "vectors.npy").write_bytes(b"x" * 100)
-    (built.index_dir / "data-20260101T000000-old000").mkdir()
+def test_next_build_removes_debris_of_killed_builds_and_only_that(built):
+    for gen in ("20260101T000000-dead00", "20260101T000000-01d000"):
+        for folder in (built.index_dir / f".tmp-{gen}", built.index_dir / f"data-{gen}"):
+            folder.mkdir()
+            (folder / "vectors.npy").write_bytes(b"x" * 100)
+            (folder / store.GEN_MARKER).write_text(gen, encoding="ascii")
+    (built.index_dir / "data-20260101T000000-a11ce0").mkdir()  # no marker: not provably ragqa's
     (built.index_dir / ".manifest-20260101T000000-dead00.tmp").write_text("{}")
     report = build_index([SEEDS], built)
     assert report.up_to_date
     names = sorted(p.name for p in built.index_dir.iterdir())
-    assert names == sorted([".lock", store.MANIFEST, manifest_of(built)["data_dir"]])
+    assert names == sorted([
+        ".lock", store.INDEX_MARKER, store.MANIFEST, manifest_of(built)["data_dir"],
+        "data-20260101T000000-a11ce0", ".manifest-20260101T000000-dead00.tmp",
+    ])
 
 
 def test_rebuild_replaces_generation_and_removes_old_data(built):
