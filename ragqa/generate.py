@@ -7,11 +7,12 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from .errors import ModelUnavailable, RagqaError, UsageError
-from .lexical import appears, concepts, is_korean, predicates, split_sentences, tokenize
+from .lexical import appears, concepts, english_term, is_korean, predicates, split_sentences, tokenize
 from .schema import Hit
 
 MAX_SENTENCES = 4
@@ -271,16 +272,31 @@ def load_llm(spec: str, settings):
 _WHY = {"왜", "이유", "배경", "원인", "why", "reason", "reasons"}
 _HOW_MUCH = {"얼마", "얼마나", "몇", "규모", "how", "many", "much", "amount"}
 _WHEN = {"언제", "날짜", "when", "date"}
-_CAUSAL = re.compile(r"때문|이유로|고려해|판단(?:이|해|했|한)|탓|덕분|로 인해|because|due to|since")
+# English news gives a cause with "because" or "due to", and very often with "citing" or "amid" ("cut its
+# forecast, citing weaker demand"); "since" is left out, as news mostly uses it for time ("since 2023").
+_CAUSAL = re.compile(
+    r"때문|이유로|고려해|판단(?:이|해|했|한)|탓|덕분|로 인해|(?i:\bbecause\b|\bdue to\b|\bowing to\b|\bciting\b|\bamid\b)"
+)
 _NUMBER = re.compile(r"\d")
 _QUESTION_WORDS = _WHY | _HOW_MUCH | _WHEN | {"무엇", "무슨", "누구", "누가", "어떤", "어떻", "어디", "what", "who", "which", "where"}
+# English asks for an amount or a time with a phrase whose other word is no content either: "how far did
+# shares fall", "to what level did inflation fall", "at what time".
+_EN_ASKING = re.compile(
+    r"(?i)\b(?:how (?:many|much|far|high|low|large|big|long|fast|old|deep|severe|bad)"
+    r"|what (?:(?P<when>time|date|day|month|year)|level|number|size|percentage|amount))\b"
+)
+_EN_TIME = re.compile(
+    r"\d{1,2}:\d{2}|\b[ap]\.m\.|\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day\b"
+    r"|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? \d{1,2}\b"
+)
 
 # An extractive answer needs a sentence covering this share of the question's (IDF-weighted) content words;
 # below it ragqa says the articles don't answer. Set on the gold set's unanswerable questions (see eval).
 MIN_COVERAGE = 0.5
 MAX_EXTRACT = 3
 # News restates a question's verbs in other words (만든/개발한, 떨어졌/급락했) far more often than its names,
-# numbers and nouns, so a verb or adjective stem counts this much of its IDF weight.
+# numbers and nouns, so a verb or adjective stem counts this much of its IDF weight. Kiwi tags English words
+# only as foreign (SL), so English verbs count in full; their inflections (rose/rise) meet by stemming.
 PREDICATE_WEIGHT = 0.5
 
 
@@ -297,8 +313,17 @@ def _question_cues(question: str) -> tuple[list[str], set[str]]:
         for name, group in (("why", _WHY), ("amount", _HOW_MUCH), ("when", _WHEN)):
             if word in group or any(word.startswith(g) for g in group if not g.isascii()):
                 cues.add(name)
-    content = [t for t in concepts(tokenize(question)) if t not in _QUESTION_WORDS]
+    for m in _EN_ASKING.finditer(question):
+        cues.add("when" if m.group("when") else "amount")
+    question = _EN_ASKING.sub(" ", question)
+    content = [t for t in concepts(tokenize(question)) if t not in _question_terms()]
     return content, cues
+
+
+@lru_cache(maxsize=1)
+def _question_terms() -> frozenset[str]:
+    """The question words as index terms: English ones stemmed ("many" -> "mani"), as the question's are."""
+    return frozenset(t for w in _QUESTION_WORDS if (t := english_term(w) if w.isascii() else w))
 
 
 def extractive_answer(
@@ -338,7 +363,7 @@ def extractive_answer(
             bonus = 0.25 * causal
             if "amount" in cues and _NUMBER.search(sentence):
                 bonus += 0.1
-            if "when" in cues and re.search(r"\d+\s?(일|월|년)|\d{4}", sentence):
+            if "when" in cues and (re.search(r"\d+\s?(일|월|년)|\d{4}", sentence) or _EN_TIME.search(sentence)):
                 bonus += 0.1
             # A sentence in a passage that covers the question as a whole answers it better than a stray match.
             score = c + 0.5 * chunk_cover[hit.chunk_id] + bonus - 0.02 * rank

@@ -1,4 +1,4 @@
-"""Korean-aware tokenization and sentence splitting (kiwipiepy) and BM25 (bm25s)."""
+"""Korean-aware tokenization and sentence splitting (kiwipiepy), English stemming (Snowball) and BM25."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENIZER_VERSION = "kiwi-content-morphs-2"
+TOKENIZER_VERSION = "kiwi-content-morphs-3-snowball-en"
 
 # Content morphemes: nouns, numerals, foreign words, numbers, Hanja, roots, verb and adjective stems.
 # Particles (J*), endings (E*) and affixes (XS*) are what make "알리바바는" differ from "알리바바가".
@@ -23,8 +23,27 @@ _EN_STOP = set(
     "what which who whom whose why how when where that this these those it its they them their he she his her "
     "we you i me my our your not no so than then there here about into over after before under up down out "
     "can could would should will shall may might must has have had any all some more most such only also very "
-    "according said say says tell told".split()
+    "according said say says tell told s t".split()  # s, t: what Kiwi leaves of "Orion's", "don't"
 )
+# Snowball stems only regular forms (rises, rising -> rise), and news reports in the irregular past (rose, fell).
+# Ambiguous forms stay out: "won" is also Korea's currency, "left" a direction, "found" a verb of its own.
+_IRREGULAR = {
+    "rose": "rise", "risen": "rise", "fell": "fall", "fallen": "fall", "grew": "grow", "grown": "grow",
+    "sank": "sink", "sunk": "sink", "shrank": "shrink", "shrunk": "shrink", "swung": "swing", "slid": "slide",
+    "sold": "sell", "bought": "buy", "paid": "pay", "spent": "spend", "lost": "lose", "lent": "lend",
+    "made": "make", "took": "take", "taken": "take", "gave": "give", "given": "give", "came": "come",
+    "went": "go", "gone": "go", "brought": "bring", "built": "build", "held": "hold", "kept": "keep",
+    "led": "lead", "began": "begin", "begun": "begin", "broke": "break", "broken": "break", "struck": "strike",
+    "drove": "drive", "driven": "drive", "froze": "freeze", "frozen": "freeze", "fled": "flee", "met": "meet",
+    "sought": "seek", "fought": "fight", "caught": "catch", "thought": "think", "chose": "choose",
+    "chosen": "choose", "wrote": "write", "written": "write", "spoke": "speak", "spoken": "speak",
+    "knew": "know", "known": "know", "saw": "see", "seen": "see", "sent": "send", "meant": "mean",
+    "felt": "feel", "flew": "fly", "flown": "fly", "ran": "run", "stood": "stand", "stole": "steal",
+    "stolen": "steal", "threw": "throw", "thrown": "throw", "withdrew": "withdraw", "withdrawn": "withdraw",
+    "overtook": "overtake", "overtaken": "overtake", "forgave": "forgive", "hid": "hide", "hidden": "hide",
+    "shook": "shake", "shaken": "shake", "bore": "bear", "borne": "bear", "wore": "wear", "worn": "wear",
+    "swept": "sweep", "dealt": "deal", "rebuilt": "rebuild", "undertook": "undertake", "oversaw": "oversee",
+}
 # Korean headlines abbreviate countries and parties to one Hanja: 中 테크업계, 美 추월.
 _HANJA_ABBR = {
     "中": "중국", "美": "미국", "日": "일본", "韓": "한국", "北": "북한", "英": "영국", "獨": "독일",
@@ -44,12 +63,47 @@ def kiwi():
         return Kiwi(load_typo_dict=False, load_multi_dict=False)
 
 
+_stemmers = threading.local()  # a PyStemmer object must not be shared between threads
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    return stemmer.stemWord(_IRREGULAR.get(word, word))
+
+
+# An acronym's plural: Snowball leaves a word ending in "us" alone, so "GPUs" would not meet "GPU".
+_ACRONYM_PLURAL = re.compile(r"[A-Z]{2,}s")
+
+
+def english_term(word: str) -> str | None:
+    """The index term of a Latin-script word ('Tolls' -> 'toll', 'rose' -> 'rise'), None for a stop word."""
+    # Kiwi keeps a sentence's final period on its last word ("high.") and the dots of "U.S."
+    word = word.replace(".", "")
+    w = word.lower()
+    if not w or w in _EN_STOP:
+        return None
+    if _ACRONYM_PLURAL.fullmatch(word):
+        return w[:-1]
+    s = _stem(w)
+    return None if s in _stop_stems() else s
+
+
+@lru_cache(maxsize=1)
+def _stop_stems() -> frozenset[str]:
+    # Inflections of stop words are stop words too: saying, telling, doing, having.
+    return frozenset(_stem(w) for w in _EN_STOP)
+
+
 def _norm(form: str, tag: str) -> str | None:
     if tag == "SN":
-        return form.replace(",", "")
+        return form.replace(",", "").rstrip(".")  # "14." ends a sentence
     if tag == "SL":
-        w = form.lower()
-        return None if w in _EN_STOP else w
+        return english_term(form)
     if tag == "SH":
         return _HANJA_ABBR.get(form, form)
     base = tag.split("-")[0]
@@ -69,7 +123,14 @@ def _tokens_of(morphs) -> list[str]:
             if tok:
                 out.append(tok)
         elif run:
-            out.append("".join(m.form for m in run).lower().replace(",", ""))
+            joined = "".join(m.form for m in run)
+            # "H200" stays one name; letters alone are an English word Kiwi cut in two ("ch" + "ips.").
+            if any(m.tag == "SN" for m in run):
+                tok = joined.lower().replace(",", "").rstrip(".")
+            else:
+                tok = english_term(joined)
+            if tok:
+                out.append(tok)
         run.clear()
 
     def flush_nouns():
@@ -138,9 +199,36 @@ SENTENCE_WINDOW = 10_000
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Contiguous (start, end) spans of the sentences of `text`; together they cover it exactly."""
+    """Contiguous (start, end) spans of the sentences of `text`; together they cover it exactly.
+
+    Korean text is split by Kiwi, English (Latin script outnumbering Hangul) by `english_sentence_spans`.
+    """
     if not text.strip():
         return [(0, len(text))] if text else []
+    if not is_korean(text) and _LATIN_CHAR.search(text):
+        return english_sentence_spans(text)
+    return _kiwi_sentence_spans(text)
+
+
+def _kiwi_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences of Korean text. A line break always ends one: a headline or deck line joined to the paragraph
+    below it (◇"中, 엔비디아 칩 접근 제한…") has no final punctuation, and Kiwi would run it into the next sentence."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        if text[start:end].strip():
+            spans.extend((a + start, b + start) for a, b in _kiwi_line_spans(text[start:end]))
+        elif spans:
+            spans[-1] = (spans[-1][0], end)  # a blank line joins the sentence before it
+        else:
+            spans.append((start, end))
+        start = end
+    return spans
+
+
+def _kiwi_line_spans(text: str) -> list[tuple[int, int]]:
     if len(text) > 2 * SENTENCE_WINDOW:
         # Kiwi analyses a whole paragraph at once; a megabyte without a line break (a scraped page) is
         # split at whitespace into windows first, so time and memory stay linear.
@@ -150,7 +238,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             if end < len(text):
                 cut = text.rfind(" ", start + SENTENCE_WINDOW // 2, end)
                 end = cut + 1 if cut > 0 else end
-            spans.extend((a + start, b + start) for a, b in sentence_spans(text[start:end]))
+            spans.extend((a + start, b + start) for a, b in _kiwi_line_spans(text[start:end]))
             start = end
         return spans
     starts = sorted({s.start for s in kiwi().split_into_sents(text)} | {0})
@@ -163,10 +251,71 @@ def split_sentences(text: str) -> list[str]:
     return [t for a, b in sentence_spans(text) if (t := text[a:b].strip())]
 
 
+# A period after these never ends a sentence: a title precedes a name (Mr. Ruiz, Sen. Moreno, St. Mark's).
+_TITLES = set(
+    "mr mrs ms messrs dr prof sen sens rep reps gov lt gen col maj capt cmdr adm sgt cpl pvt insp supt det "
+    "rev fr hon pres st mt ft".split()
+)
+# After these (and dotted acronyms such as U.S. or a.m., and initials) a sentence ends only if the next
+# word is one that usually starts a sentence: "Altair Microdevices Inc. and" vs "Kestrel Corp. It takes".
+_ABBREVIATIONS = set(
+    "inc corp co ltd llc plc bros assn dept univ jr sr esq jan feb mar apr jun jul aug sep sept oct nov dec "
+    "mon tue tues wed thu thur thurs fri sat sun no nos vol vols fig figs approx est etc vs ave blvd rd hwy".split()
+)
+_STARTERS = set(
+    "a an the this that these those it its he she they we i you his her their our my there here in on at for "
+    "by with from to as if when while after before since although though but and or so yet however meanwhile "
+    "still also then what why how who where which shares".split()
+)
+# A terminator, closing quotes and the space after them; or a line break (a byline or dateline line).
+_EN_BOUNDARY = re.compile(r"([.!?\u2026]+)([\"'\u2019\u201d)\]\u00bb]*)\s+(?=(\S))|\n\s*(?=\S)")
+_WORD_BEFORE = re.compile(r"[\"'\u2018\u201c(\[]*(\S{1,30})$")
+_WORD_AFTER = re.compile(r"[\"'\u2018\u201c(\[]*(\w{1,20})")
+_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]|[A-Z]")
+# '"If you're told to go, go!" Lindgren said.': the attribution after a quote belongs to it.
+_ATTRIBUTION = re.compile(r"(?:[A-Z][\w.'\u2019-]{0,30}\s{1,3}){1,4}(?:said|says|asked|told|added|wrote)\b")
+
+
+def english_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Contiguous sentence spans of English text. A sentence ends at a line break, or at . ! ? or … (and
+    any closing quotes) followed by a space and a word that does not start in lower case, unless the period
+    ends an abbreviation (Mr., Inc., U.S., Jan.) or an initial, or a quote runs on into its attribution
+    ('go!" Lindgren said'). Decimals (3.5) never qualify: no space follows. One pass over the text, with a
+    bounded look at the words on either side of each candidate."""
+    starts = [0]
+    for m in _EN_BOUNDARY.finditer(text):
+        if "\n" in m.group():
+            starts.append(m.end())
+            continue
+        nxt = m.group(3)
+        if nxt.islower() or nxt in ",;:%)]}-":
+            continue
+        if m.group(2):
+            after = _WORD_AFTER.match(text, m.end())
+            if after and after.group(1).lower() not in _STARTERS and _ATTRIBUTION.match(text, m.end()):
+                continue
+        elif m.group(1) == ".":
+            before = _WORD_BEFORE.search(text, max(0, m.start() - 31), m.start())
+            word = before.group(1) if before else ""
+            if word.lower() in _TITLES:
+                continue
+            if word.lower() in _ABBREVIATIONS or _DOTTED.fullmatch(word):
+                after = _WORD_AFTER.match(text, m.end())
+                if not after or after.group(1).lower() not in _STARTERS:
+                    continue
+        starts.append(m.end())
+    return list(zip(starts, starts[1:] + [len(text)]))
+
+
+_HANGUL_CHAR = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+_LATIN_CHAR = re.compile(r"[A-Za-z]")
+
+
 def is_korean(text: str) -> bool:
     """True when Hangul outnumbers Latin letters (decides the answer language)."""
-    hangul = len(re.findall(r"[\uac00-\ud7a3\u3131-\u318e]", text))
-    latin = len(re.findall(r"[A-Za-z]", text))
+    # subn counts without building a list of matches (a scraped page can be a 50 MB paragraph)
+    hangul = _HANGUL_CHAR.subn("", text)[1]
+    latin = _LATIN_CHAR.subn("", text)[1]
     return hangul > 0 and hangul * 3 >= latin
 
 

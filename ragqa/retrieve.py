@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import MODES
 from .errors import IndexMismatch, ModelUnavailable, RagqaError, UsageError
-from .lexical import tokenize
+from .lexical import TOKENIZER_VERSION, tokenize
 from .schema import SearchResult
 from .store import Index
 
@@ -47,6 +47,12 @@ class Retriever:
         self.settings = settings
         self._embedder = embedder
         self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
+        tokenizer = index.manifest["lexical"].get("tokenizer")
+        if tokenizer != TOKENIZER_VERSION:  # queries would be tokenized differently from the passages
+            raise IndexMismatch(
+                f"the index in {index.dir} was tokenized by another ragqa version ({tokenizer}; this one uses "
+                f"{TOKENIZER_VERSION}): run `ragqa index --index-dir {index.dir}` to update it"
+            )
         dense = index.dense
         if dense and embed_explicit and settings.embed_model not in (dense["model"], "none"):
             raise IndexMismatch(
