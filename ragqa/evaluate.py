@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .answer import ask
 from .errors import RagqaError, UsageError
+from .retrieve import clean_query
 from .schema import Answer
 
 KS = (1, 3, 5, 10)
@@ -31,20 +32,133 @@ class EvalCase(BaseModel):
     source: str | None = None
 
 
-def load_gold(path: Path) -> list[EvalCase]:
-    if not path.exists():
-        raise UsageError(f"gold set not found: {path}")
-    cases = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+LANGS = ("ko", "en")
+SHOW_PROBLEMS = 10
+OUTPUT_FILES = ("results.jsonl", "summary.json", "report.html")
+
+
+def load_gold(path: Path, warn: Callable[[str], None] | None = None) -> list[EvalCase]:
+    """Read and check the whole gold set before anything runs; every problem is reported as file:line.
+
+    Problems that make a question unscorable or mis-scored raise (up to SHOW_PROBLEMS listed); ones that
+    only leave metrics out (an answerable question without evidence) go to `warn`.
+    """
+    lines = _gold_lines(path)
+    cases: list[EvalCase] = []
+    problems: list[str] = []
+    warnings: list[str] = []
+    first_line: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = f"{path}:{n}"
         try:
-            cases.append(EvalCase.model_validate_json(line))
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"{where}: expected a JSON object with id, lang, question, answerable, got {_kind(obj)}")
+            continue
+        try:
+            case = EvalCase.model_validate(obj, strict=True)
         except ValidationError as e:
-            raise RagqaError(f"{path}:{n}: not a gold case ({e.errors()[0]['msg']} at {e.errors()[0]['loc']})") from None
+            problems.extend(f"{where}: {_field_error(err)}" for err in e.errors())
+            continue
+        problems.extend(f"{where}: {p}" for p in _case_problems(case))
+        key = case.id.strip()
+        if key in first_line:
+            problems.append(f"{where}: duplicate id {case.id!r} (first on line {first_line[key]}); ids must be unique")
+        first_line.setdefault(key, n)
+        unknown = sorted(set(obj) - set(EvalCase.model_fields))
+        if unknown:
+            warnings.append(f"{where}: unknown field(s) {', '.join(map(repr, unknown))} ignored")
+        if case.answerable and not case.evidence:
+            # Not an error: answers and key facts are still scored, as for a set written without spans.
+            warnings.append(f"{where}: answerable without evidence: retrieval and citation metrics skip {case.id!r}")
+        if not case.answerable and (case.evidence or case.key_facts):
+            warnings.append(f"{where}: unanswerable, so its evidence and key_facts are ignored")
+        cases.append(case)
+    if problems:
+        shown = "\n  ".join(problems[:SHOW_PROBLEMS])
+        more = f"\n  … and {len(problems) - SHOW_PROBLEMS} more" if len(problems) > SHOW_PROBLEMS else ""
+        raise RagqaError(
+            f"the gold set {path} has {len(problems)} problem{'s' if len(problems) > 1 else ''}; fix "
+            f"{'them' if len(problems) > 1 else 'it'} and rerun (nothing was evaluated):\n  {shown}{more}"
+        )
     if not cases:
-        raise RagqaError(f"{path} holds no questions")
+        raise RagqaError(f"the gold set {path} holds no questions: write one JSON object per line")
+    for w in warnings if warn else []:
+        warn(w)
     return cases
+
+
+def _gold_lines(path: Path) -> list[str]:
+    """The lines of a gold file: UTF-8, with or without a BOM, or UTF-16 with one."""
+    if not path.exists():
+        raise UsageError(f"gold set not found: {path}")
+    if path.is_dir():
+        raise UsageError(f"the gold set {path} is a folder: pass a JSON Lines file, e.g. {path / 'gold_qa.jsonl'}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RagqaError(f"cannot read the gold set {path}: {e.strerror or e}") from None
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):  # what Windows editors save; the BOM is not part of the first line
+            break
+    else:
+        codec = "utf-8"
+        if b"\x00" in data[:8192]:
+            raise RagqaError(f"the gold set {path} is a binary file, not JSON Lines: pass the .jsonl file of questions")
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise RagqaError(f"{path}:{line}: not valid {codec.upper().replace('-SIG', '')} text: save the gold set as UTF-8") from None
+    return text.splitlines()
+
+
+def _field_error(err: dict) -> str:
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    if err["type"] == "missing":
+        return f"missing field {loc!r}"
+    expected = {"string_type": "a string", "bool_type": "true or false", "list_type": "a list"}.get(err["type"])
+    if expected:
+        return f"{loc!r} must be {expected}, got {_kind(err.get('input'))}"
+    return f"{loc!r}: {err['msg']}"
+
+
+def _kind(value) -> str:
+    """What a JSON value is, in the words of the JSON it came from."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _case_problems(case: EvalCase) -> list[str]:
+    out = []
+    if not case.id.strip():
+        out.append("empty 'id': give every question a unique id")
+    if case.lang not in LANGS:
+        out.append(f"'lang' must be one of {', '.join(LANGS)}, got {case.lang!r}")
+    try:
+        clean_query(case.question)  # what every search does to it first
+    except UsageError:
+        out.append("empty 'question': write the question, or delete the line")
+    for i, span in enumerate(case.evidence):
+        if not span.strip():
+            out.append(f"'evidence[{i}]' is empty: it would make every passage gold; give a verbatim span or drop it")
+    for i, group in enumerate(case.key_facts):
+        if not group:
+            out.append(f"'key_facts[{i}]' is an empty group: list at least one accepted wording, or drop it")
+        for j, variant in enumerate(group):
+            if not variant.strip():
+                out.append(f"'key_facts[{i}][{j}]' is empty: it would match every answer; drop it")
+    return out
 
 
 # ---------------------------------------------------------------- metric functions
@@ -136,6 +250,8 @@ def diagnose(row: dict, case: EvalCase) -> str:
     if not case.answerable:
         return "answered a question the articles cannot answer" if row["predicted_answerable"] else ""
     if not row["gold"]:
+        if not case.evidence:
+            return "no evidence spans in the gold set: only the answer was scored"
         return "gold evidence not found in any chunk (lost in cleaning?)"
     problems = []
     if row["gold_rank"] is None:
@@ -222,7 +338,8 @@ def evaluate(
         for lang in sorted({r["lang"] for r in mine}):
             summary[mode][lang] = summarize([r for r in mine if r["lang"] == lang])
     worst = sorted((r for r in rows if r["why"]), key=_badness, reverse=True)[:5]
-    lost = sorted({r["id"] for r in rows if r["answerable"] and not r["gold"]})
+    has_evidence = {case.id for case in cases if case.evidence}
+    lost = sorted({r["id"] for r in rows if r["answerable"] and not r["gold"] and r["id"] in has_evidence})
     if lost:
         notes.append(f"gold evidence missing from the index for {', '.join(lost)}")
     return {
@@ -249,8 +366,57 @@ def _badness(r: dict) -> tuple:
     )
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an --out that cannot take the three output files, before hours of evaluation are spent.
+
+    An existing folder is fine: only results.jsonl, summary.json and report.html in it are replaced."""
+    import os
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is an existing file: name a folder (it gets {', '.join(OUTPUT_FILES)})")
+    if out_dir.is_dir():
+        for name in OUTPUT_FILES:
+            target = out_dir / name
+            if target.exists() and not target.is_file():
+                raise UsageError(f"--out {out_dir}: {target} is not a file; only our own outputs are replaced")
+            if target.exists() and not os.access(target, os.W_OK):
+                raise RagqaError(f"--out {out_dir}: {target} is read-only: remove it, or choose another folder")
+        why = _cannot_write_in(out_dir)
+        if why:
+            raise RagqaError(f"--out {out_dir} is not writable ({why}): choose another folder")
+        return
+    parent = out_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out_dir} cannot be created: {parent} is a file, not a folder")
+    why = _cannot_write_in(parent)
+    if why:
+        raise RagqaError(f"--out {out_dir} cannot be created in {parent} ({why}): choose another folder")
+
+
+def _cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (None when one can): tried, since permission bits do not
+    tell about read-only mounts, ACLs or root."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def write_outputs(result: dict, out_dir: Path) -> list[Path]:
     """results.jsonl (one row per question and mode), summary.json and a self-contained report.html."""
+    try:
+        return _write_outputs(result, out_dir)
+    except OSError as e:
+        where = e.filename or out_dir
+        raise RagqaError(f"could not write the evaluation results to {where}: {e.strerror or e}") from None
+
+
+def _write_outputs(result: dict, out_dir: Path) -> list[Path]:
     from .report import html_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
