@@ -8,7 +8,7 @@ import re
 
 from .schema import Article, Chunk
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: sentences end at line breaks; English split by its own rules; >20k-char paragraphs without Kiwi
 
 _HAN = re.compile(r"[\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff]")
 _DIGIT = re.compile(r"\d")
@@ -45,10 +45,8 @@ def split_paragraph(text: str, max_tokens: int) -> list[str]:
     total = approx_tokens(text)
     if total <= max_tokens:
         return [text]
-    from .lexical import sentence_spans
-
     units: list[tuple[int, int]] = []
-    for a, b in sentence_spans(text):
+    for a, b in _sentence_spans(text):
         units.extend(_hard_split(text, a, b, max_tokens))
     parts = math.ceil(total / max_tokens)
     target = total / parts
@@ -62,6 +60,22 @@ def split_paragraph(text: str, max_tokens: int) -> list[str]:
         size += n
     pieces.append(text[start:])
     return [p.strip() for p in pieces if p.strip()]
+
+
+# Kiwi splits sentences at about 20,000 characters a second: fine for a news paragraph, minutes for a scraped
+# page of megabytes without a line break. Beyond this size a paragraph is cut after sentence-final
+# punctuation (and closing quotes) followed by a space, and at line breaks, in one linear pass.
+KIWI_SENTENCE_CHARS = 20_000
+_SENTENCE_END = re.compile(r"[.!?。…][\"'”’」』)\]]*\s+|\n\s*")
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    if len(text) <= KIWI_SENTENCE_CHARS:
+        from .lexical import sentence_spans
+
+        return sentence_spans(text)
+    starts = [0] + [m.end() for m in _SENTENCE_END.finditer(text) if m.end() < len(text)]
+    return list(zip(starts, starts[1:] + [len(text)]))
 
 
 def _hard_split(text: str, a: int, b: int, max_tokens: int) -> list[tuple[int, int]]:
@@ -79,11 +93,29 @@ def _hard_split(text: str, a: int, b: int, max_tokens: int) -> list[tuple[int, i
     # A single "word" over budget (no spaces at all) is cut every `max_tokens` characters.
     fine: list[tuple[int, int]] = []
     for s, e in out:
-        while approx_tokens(text[s:e]) > max_tokens and e - s > max_tokens:
-            fine.append((s, s + max_tokens))
-            s += max_tokens
-        fine.append((s, e))
+        cuts = _cuts(text, s, e, max_tokens)
+        fine.extend((c, c + max_tokens) for c in range(s, cuts, max_tokens))
+        fine.append((cuts, e))
     return fine
+
+
+def _cuts(text: str, s: int, e: int, step: int) -> int:
+    """Where the last piece starts when text[s:e] is cut every `step` characters while the rest is over `step`
+    tokens and `step` characters: the loop `while approx_tokens(text[s:e]) > step and e - s > step: s += step`,
+    in linear time. The rest's tokens only shrink as `s` advances, so the starts are tried from the last one
+    back, counting each piece once (a Latin word split by a cut counts once in the rest)."""
+    ints, words, nxt = 0, 0, e
+    last = s + (e - s - step - 1) // step * step  # the last start that leaves more than `step` characters
+    for start in range(last, s - 1, -step):
+        piece = text[start:nxt]
+        ints += len(_HAN.findall(piece)) + len(_DIGIT.findall(piece)) + len(_OTHER.findall(piece))
+        words += len(_LATIN_WORD.findall(piece))
+        if nxt < e and text[nxt - 1:nxt + 1].isascii() and text[nxt - 1:nxt + 1].isalpha():
+            words -= 1
+        if math.ceil(ints + 1.3 * words) > step:
+            return start + step
+        nxt = start
+    return s
 
 
 def chunk_article(article: Article, max_tokens: int) -> list[Chunk]:

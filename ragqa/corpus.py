@@ -22,11 +22,12 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 @dataclass
 class CorpusFile:
     path: Path
-    source: str  # stable name used for IDs: path relative to the root it was found under
+    source: str  # display name: path relative to the root it was found under (root name first if several roots)
     sha256: str
     articles: list[Article]
     base: str = ""  # article-ID base of the file
     reused: bool = False  # unchanged since the previous build: not read again, its chunks are reused
+    key: str = ""  # the file's identity: its resolved absolute path (one file reached twice is one file)
 
 
 @dataclass
@@ -44,12 +45,33 @@ class Corpus:
 # ---------------------------------------------------------------- discovery
 
 
-def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]], int]:
-    """Supported files under `paths` as (path, source name), (path, reason) for unreadable folders, and the
-    number of files ignored for their type."""
-    found: list[tuple[Path, str]] = []
+Found = tuple[Path, str, str]  # (path, source name, key)
+
+
+def file_key(path: Path) -> str:
+    """A file's identity across roots, spellings and symbolic links."""
+    return os.path.realpath(path)
+
+
+def discover(
+    paths: list[Path], exclude: list[Path] = ()
+) -> tuple[list[Found], list[tuple[str, str]], int]:
+    """Supported files under `paths` as (path, source name, key), each file once however many roots reach it;
+    (path, reason) for unreadable folders; and the number of files ignored for their type. Folders in
+    `exclude` (the index itself) are not entered."""
+    found: list[Found] = []
+    seen: set[str] = set()
     skipped: list[tuple[str, str]] = []
     ignored = 0
+    excluded = {os.path.realpath(p) for p in exclude}
+    several = len(paths) > 1
+
+    def add(p: Path, source: str) -> None:
+        key = file_key(p)
+        if key not in seen:
+            seen.add(key)
+            found.append((p, source, key))
+
     for root in paths:
         if not root.exists():
             if root.is_symlink():
@@ -60,11 +82,15 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
                 raise UsageError(
                     f"unsupported file type: {root} (ragqa reads {', '.join(sorted(SUPPORTED_SUFFIXES))})"
                 )
-            found.append((root, root.name))
+            add(root, root.name)
             continue
+        prefix = f"{Path(os.path.realpath(root)).name}/" if several else ""
         # followlinks=False: a symlink loop cannot trap the walk; symlinked files are still read.
         for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append((e.filename, e.strerror))):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in excluded
+            )
             for name in sorted(filenames):
                 p = Path(dirpath) / name
                 if name.startswith("."):
@@ -72,7 +98,7 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
                 if p.suffix.lower() not in SUPPORTED_SUFFIXES:
                     ignored += 1
                     continue
-                found.append((p, p.relative_to(root).as_posix()))
+                add(p, prefix + p.relative_to(root).as_posix())
     return found, skipped, ignored
 
 
@@ -187,11 +213,14 @@ _TERMINAL = re.compile(rf"[.!?。][{_CLOSERS}]*\s*$")
 _DA_END = re.compile(rf"다[{_CLOSERS}]*\s*$")
 _HEADING_MARK = re.compile(r"^\s*[◇◆■□▲△▶▷【\[<]")
 _CAPTION = re.compile(r"(사진|이미지|그래픽|자료|영상|출처)\s*[=:＝]|이미지\s*확대보기|캡처\.?\s*$|캡쳐\.?\s*$")
-_CAPTION_INLINE = re.compile(r"\s*[(\[]\s*(사진|이미지|그래픽|자료|출처)\s*[=:＝][^)\]]{0,60}[)\]]")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# Patterns run over whole lines, which can be megabytes long, are kept linear: a run of spaces is taken whole
+# (possessive \s*+, and only from its first space), and e-mail addresses are found from their '@'.
+_CAPTION_INLINE = re.compile(r"(?<!\s)\s*+[(\[]\s*+(사진|이미지|그래픽|자료|출처)\s*+[=:＝][^)\]]{0,60}[)\]]")
+_EMAIL_DOMAIN = re.compile(r"[\w-]++(?:\.[\w-]++)+")
+_EMAIL_LOCAL = re.compile(r"[\w.+-]+")  # matched on the reversed text before an '@'
 _COPYRIGHT = re.compile(r"(?i)copyright|ⓒ|©|무단\s*전재|재배포\s*금지|all rights reserved|저작권자")
 _BYLINE_ONLY = re.compile(r"^[가-힣]{2,4}\s*(기자|특파원|통신원|연구원|연구소장|논설위원|객원기자|선임기자)(\s*[,·]\s*[가-힣]{2,4}\s*기자)*\s*$")
-_DATESTAMP = re.compile(r"^(입력|수정|승인|등록|게재|업데이트|기사입력|최종수정)\s*[:：]?\s*[\d.\-/: ]*$")
+_DATESTAMP = re.compile(r"^(입력|수정|승인|등록|게재|업데이트|기사입력|최종수정)\s*+[:：]?+\s*+[\d.\-/: ]*+$")
 _PROMO = re.compile(
     r"회원(을 위한 서비스|이 되시면|\s*혜택|가입)|구독(하기|신청|하세요)|뉴스레터|앱\s*다운로드|기사\s*응원|"
     r"제보(하기|는)|카카오톡.*(친구|채널)|좋아요|공유하기|댓글"
@@ -220,6 +249,29 @@ def is_sentence(line: str) -> bool:
     return bool(_TERMINAL.search(line)) or (len(line) >= 60 and bool(_DA_END.search(line)))
 
 
+def _email_spans(text: str):
+    r"""(start, end) of each e-mail address, exactly as `re.finditer(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", text)`
+    finds them, but in linear time: that regex rescans a long run of word characters from each of its positions."""
+    lo = 0
+    while (at := text.find("@", lo)) >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        local = _EMAIL_LOCAL.match(text[lo:at][::-1]) if domain else None
+        if local:
+            yield at - local.end(), domain.end()
+            lo = domain.end()
+        else:
+            lo = at + 1
+
+
+def _without_emails(text: str) -> str:
+    out, prev = [], 0
+    for a, b in _email_spans(text):
+        out.append(text[prev:a])
+        prev = b
+    out.append(text[prev:])
+    return "".join(out)
+
+
 def _boilerplate_reason(line: str) -> str | None:
     s = line.strip()
     words = s.replace("|", " ").split()
@@ -227,7 +279,7 @@ def _boilerplate_reason(line: str) -> str | None:
         return None
     if len(s) <= 120 and _COPYRIGHT.search(s):
         return "copyright"
-    if len(s) <= 100 and _EMAIL.search(s):
+    if len(s) <= 100 and next(_email_spans(s), None):
         return "byline/e-mail"
     if _BYLINE_ONLY.match(s):
         return "byline"
@@ -273,7 +325,7 @@ def clean_lines(lines: list[str]) -> tuple[list[str], list[str]]:
             continue
         line = _CAPTION_INLINE.sub("", line).strip()
         if len(line) > 100:
-            line = _EMAIL.sub("", line).strip()
+            line = _without_emails(line).strip()
         if not line:
             dropped.append(raw.strip())
             continue
@@ -301,9 +353,31 @@ def _blocks(lines: list[str], markdown: bool) -> list[str]:
     return out
 
 
+def _links(text: str, image: bool) -> str:
+    r"""Images `![alt](url)` removed, or links `[text](url)` replaced by their text: what
+    `re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)` or `re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)` return, in
+    linear time (the regexes rescan the text after every '[' of "[[[[...")."""
+    opener = "![" if image else "["
+    out, done, pos = [], 0, 0
+    while (p := text.find(opener, pos)) >= 0:
+        # Every opener before the same ']' reaches that ']' and shares its outcome.
+        q = text.find("]", p + len(opener))
+        if q < 0:
+            break
+        pos = q + 1
+        if text.startswith("(", pos) and (image or q > p + 1):
+            r = text.find(")", pos + 1)
+            if r < 0:
+                break
+            out.append(text[done:p] if image else text[done:p] + text[p + 1:q])
+            done = pos = r + 1
+    out.append(text[done:])
+    return "".join(out)
+
+
 def _strip_markdown(text: str) -> str:
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = _links(text, image=True)
+    text = _links(text, image=False)
     text = re.sub(r"(?m)^\s{0,3}#{1,6}\s*", "", text)
     text = re.sub(r"(?m)^\s{0,3}>\s?", "", text)
     return re.sub(r"(\*\*|__|`)", "", text)
@@ -326,20 +400,23 @@ def build_articles(text: str, base: str, markdown: bool = False, source: str | N
     kept, dropped = clean_lines(text.split("\n"))
     paragraphs = _blocks(kept, markdown)
     segments: list[list[str]] = [[]]
+    has_story = False  # the last segment holds a paragraph that is not a heading
     for p in paragraphs:
         m = _ARTICLE_START.match(p)
         if m:
             dropped.append(p[: m.end()].strip())
             p = p[m.end():].strip()
             prev = segments[-1]
-            if any(not _is_heading(x) for x in prev):
+            if has_story:
                 # Headlines just above the byline belong to the new article, not the previous one.
                 carry = []
                 while prev and _is_heading(prev[-1]):
-                    carry.insert(0, prev.pop())
-                segments.append(carry)
+                    carry.append(prev.pop())
+                segments.append(carry[::-1])
+                has_story = False
         if p:
             segments[-1].append(p)
+            has_story = has_story or not _is_heading(p)
     segments = [s for s in segments if s]
     articles = []
     for i, seg in enumerate(segments, 1):
@@ -398,52 +475,79 @@ def _merge_headings(paras: list[str]) -> list[str]:
     return out
 
 
+SLUG_CHARS = 24
+_HASH_WORD = re.compile(r"[0-9a-f]{12,}")
+
+
 def doc_slug(source: str) -> str:
-    """Short readable article ID from a file name: '000_5cafd9bf1db64a43.txt' -> '000-5cafd9bf'."""
+    """Short readable article ID from a file name, in whole words: 'harbor-bridge-collapse.txt' ->
+    'harbor-bridge-collapse'; a hash-like word is shortened: '000_5cafd9bf1db64a43.txt' -> '000-5cafd9bf'."""
     stem = Path(source).stem
     slug = re.sub(r"[^0-9A-Za-z가-힣]+", "-", unicodedata.normalize("NFC", stem)).strip("-").lower()
-    slug = slug[:12].rstrip("-")
+    words = [w[:8] if _HASH_WORD.fullmatch(w) else w for w in slug.split("-")]
+    slug = words[0][:SLUG_CHARS]  # only a first word longer than the budget is cut
+    for w in words[1:]:
+        if len(slug) + 1 + len(w) > SLUG_CHARS:
+            break
+        slug += "-" + w
     if not slug:
         slug = "doc-" + hashlib.sha1(source.encode()).hexdigest()[:6]
     return slug
 
 
-def doc_bases(sources: list[str]) -> dict[str, str]:
-    """Article-ID base of each file: its slug, plus a short hash of its name when two files share a slug."""
-    owners: dict[str, list[str]] = {}
-    for source in sources:
-        owners.setdefault(doc_slug(source), []).append(source)
-    return {
-        source: base if len(group) == 1 else f"{base}-{hashlib.sha1(source.encode()).hexdigest()[:4]}"
-        for base, group in owners.items()
-        for source in group
-    }
+def doc_bases(files: list[tuple[str, str]], previous: dict[str, str] | None = None) -> dict[str, str]:
+    """Article-ID base of each file, given as (key, source name): the base it had in the previous build, so
+    IDs stay stable as files come and go; else its slug, plus a short hash of its key when the slug is
+    taken (two `news.txt` under two roots are two files with two IDs)."""
+    previous = previous or {}
+    bases: dict[str, str] = {}
+    taken: set[str] = set()
+    for key, _ in files:
+        base = previous.get(key)
+        if base and base not in taken:
+            bases[key] = base
+            taken.add(base)
+    new = [(key, source) for key, source in files if key not in bases]
+    slugs = [doc_slug(source) for _, source in new]
+    for (key, _), slug in zip(new, slugs):
+        base = slug
+        if slug in taken or slugs.count(slug) > 1:
+            base = f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:4]}"
+        n = 2
+        while base in taken:
+            base = f"{slug}-{hashlib.sha1(f'{key}#{n}'.encode()).hexdigest()[:4]}"
+            n += 1
+        bases[key] = base
+        taken.add(base)
+    return bases
 
 
 def load_corpus(
     paths: list[Path],
     strict: bool = False,
-    unchanged: Callable[[Path, str], bool] | None = None,
-    discovered: tuple[list[tuple[Path, str]], list[tuple[str, str]], int] | None = None,
+    unchanged: Callable[[str, str], bool] | None = None,
+    discovered: tuple[list[Found], list[tuple[str, str]], int] | None = None,
+    previous_bases: dict[str, str] | None = None,
 ) -> Corpus:
     """Read every supported file under `paths`; unreadable files are skipped with a reason.
 
-    Files for which `unchanged(path, base)` is true are not read: they appear as `reused` placeholders.
-    `discovered` is what `discover(paths)` returned, when the caller has already walked the folders.
+    Files for which `unchanged(key, base)` is true are not read: they appear as `reused` placeholders.
+    `discovered` is what `discover(paths)` returned, when the caller has already walked the folders;
+    `previous_bases` (key -> base) keeps the article IDs of files the index already holds.
     """
     found, skipped, ignored = discovered or discover(paths)
     corpus = Corpus(skipped=list(skipped), ignored=ignored)
-    explicit = {os.path.abspath(p) for p in paths if p.is_file()}
-    bases = doc_bases([source for _, source in found])
-    for path, source in found:
-        base = bases[source]
-        if unchanged and unchanged(path, base):
-            corpus.files.append(CorpusFile(path, source, "", [], base, reused=True))
+    explicit = {file_key(p) for p in paths if p.is_file()}
+    bases = doc_bases([(key, source) for _, source, key in found], previous_bases)
+    for path, source, key in found:
+        base = bases[key]
+        if unchanged and unchanged(key, base):
+            corpus.files.append(CorpusFile(path, source, "", [], base, reused=True, key=key))
             continue
         try:
             text, data, warning = read_text(path)
         except CorpusError as e:
-            if strict or os.path.abspath(path) in explicit:
+            if strict or key in explicit:
                 raise CorpusError(f"{path}: {e}") from None
             corpus.skipped.append((str(path), str(e)))
             continue
@@ -453,7 +557,7 @@ def load_corpus(
         if not articles:
             corpus.skipped.append((str(path), "no article text after removing boilerplate"))
             continue
-        corpus.files.append(CorpusFile(path, source, hashlib.sha256(data).hexdigest(), articles, base))
+        corpus.files.append(CorpusFile(path, source, hashlib.sha256(data).hexdigest(), articles, base, key=key))
     if not corpus.files:
         detail = f" ({len(corpus.skipped)} file(s) skipped: {corpus.skipped[0][1]})" if corpus.skipped else ""
         where = ", ".join(str(p) for p in paths)

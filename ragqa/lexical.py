@@ -268,7 +268,9 @@ _STARTERS = set(
     "still also then what why how who where which shares".split()
 )
 # A terminator, closing quotes and the space after them; or a line break (a byline or dateline line).
-_EN_BOUNDARY = re.compile(r"([.!?\u2026]+)([\"'\u2019\u201d)\]\u00bb]*)\s+(?=(\S))|\n\s*(?=\S)")
+# Possessive runs, a match starting only at the first terminator of a run, and a scan that stops before
+# trailing whitespace keep it linear (40k dots or 200k blank lines took 34 s and 94 s with plain `+`).
+_EN_BOUNDARY = re.compile(r"(?<![.!?\u2026])([.!?\u2026]++)([\"'\u2019\u201d)\]\u00bb]*+)\s++(?=(\S))|\n\s*+(?=\S)")
 _WORD_BEFORE = re.compile(r"[\"'\u2018\u201c(\[]*(\S{1,30})$")
 _WORD_AFTER = re.compile(r"[\"'\u2018\u201c(\[]*(\w{1,20})")
 _DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]|[A-Z]")
@@ -283,7 +285,7 @@ def english_sentence_spans(text: str) -> list[tuple[int, int]]:
     ('go!" Lindgren said'). Decimals (3.5) never qualify: no space follows. One pass over the text, with a
     bounded look at the words on either side of each candidate."""
     starts = [0]
-    for m in _EN_BOUNDARY.finditer(text):
+    for m in _EN_BOUNDARY.finditer(text, 0, len(text.rstrip())):
         if "\n" in m.group():
             starts.append(m.end())
             continue

@@ -117,7 +117,12 @@ def test_yonhap_style_dateline_splits_too():
 
 def test_doc_slug():
     assert doc_slug("000_5cafd9bf1db64a43.txt") == "000-5cafd9bf"
-    assert doc_slug("My Article (final).md") == "my-article-f"
+    assert doc_slug("001_760573c8890242e6.txt") == "001-760573c8"  # a hash-like word keeps 8 characters
+    assert doc_slug("My Article (final).md") == "my-article-final"
+    assert doc_slug("harbor-bridge-collapse.txt") == "harbor-bridge-collapse"  # whole words, never cut mid-word
+    assert doc_slug("2024-01-16 Nvidia H200 export news roundup.md") == "2024-01-16-nvidia-h200"
+    assert doc_slug("대한민국 반도체 수출 통제 완화 발표 전문 기사.txt") == "대한민국-반도체-수출-통제-완화-발표-전문"
+    assert doc_slug("z" * 40 + "-news.txt") == "z" * 24  # one word over the budget is cut
     assert doc_slug("기사 모음 1.txt") == "기사-모음-1"
     assert doc_slug("!!!.txt").startswith("doc-")
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import SEEDS, make_settings, manifest_of, write_manifest
 from ragqa import store
 from ragqa.build import build_index
+from ragqa.chunking import CHUNKER_VERSION
 from ragqa.errors import IndexBusy, IndexCorrupt, IndexMissing
 
 
@@ -31,7 +32,7 @@ def test_round_trip(built):
     assert index.doc_id(row) == "003-8169c992"
     m = index.manifest
     assert m["dense"] is None and "on request" in m["dense_unavailable"]
-    assert m["chunker"] == {"version": 1, "max_tokens": 220}
+    assert m["chunker"] == {"version": CHUNKER_VERSION, "max_tokens": 220}
     assert m["counts"]["dropped_lines"] == 37 and m["counts"]["articles"] == 9
     assert m["signature"]["files"] == 5 and len(index.files_info) == 5
     assert m["corpus"]["files"][str(SEEDS / "000_5cafd9bf1db64a43.txt")] == hashlib.sha256(
