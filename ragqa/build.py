@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from . import store
 from .chunking import CHUNKER_VERSION, chunk_article
 from .corpus import discover, load_corpus
-from .errors import IndexMissing, ModelUnavailable, RagqaError
+from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
 from .lexical import BM25, TOKENIZER_VERSION, tokenize_many
 from .schema import Chunk
 
@@ -30,6 +31,10 @@ class BuildReport:
     dropped_lines: int
     seconds: float
     up_to_date: bool = False
+    sources: list[str] = field(default_factory=list)  # the folders and files the index holds
+    added: list[str] = field(default_factory=list)  # files new to the index, updated and removed by this build
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     dense: str | None = None  # embedding model, or None for a lexical-only index
     dense_note: str | None = None  # why the index is lexical-only
     embedded: int = 0
@@ -42,11 +47,12 @@ class BuildReport:
     dropped: list[str] = field(default_factory=list)
 
 
-def _signature(hashes: dict[str, str], settings, embed_spec: str) -> dict:
+def _signature(hashes: dict[str, str], settings, embed_spec: str, roots: list[str]) -> dict:
     """What decides whether an index is up to date (a digest of the files, not the list: a million-chunk
     corpus has a hundred thousand files, and the manifest is read by every search)."""
     listing = json.dumps(sorted(hashes.items()), ensure_ascii=False).encode("utf-8")
     return {
+        "roots": roots,
         "files": len(hashes),
         "files_digest": hashlib.sha256(listing).hexdigest(),
         "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens},
@@ -55,14 +61,13 @@ def _signature(hashes: dict[str, str], settings, embed_spec: str) -> dict:
     }
 
 
-def file_hashes(found: list[tuple[Path, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
+def file_hashes(found: list[tuple[Path, str, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
     """(sha256 of every discovered article file, (size, mtime) of each). A file whose size and mtime match
     what the previous build recorded, and which was not touched within a second of that build (its mtime
     could hide a later write), keeps its recorded hash without being read again, as git does."""
     hashes, stats = {}, {}
     known = known or {}
-    for path, _ in found:
-        key = str(path)
+    for path, _, key in found:
         try:
             st = path.stat()
             stats[key] = (st.st_size, st.st_mtime_ns)
@@ -85,47 +90,57 @@ def build_index(
     lock_wait: float | None = None,
     on_wait: Callable[[str], None] | None = None,
     embedder=None,
+    replace: bool = False,
 ) -> BuildReport:
-    """Build (or bring up to date) the index in settings.index_dir from the articles under `paths`.
+    """Build (or bring up to date) the index in settings.index_dir.
 
-    `embedder` (an object with the Embedder protocol) replaces the configured embedding model, e.g. for
-    benchmarks; its `name` is what the manifest records.
+    The index remembers its sources: `paths` are added to them (`replace`: they become the only ones); no
+    `paths` refreshes the sources it has (the seeds folder for a new index). `embedder` (an object with the
+    Embedder protocol) replaces the configured embedding model, e.g. for benchmarks; its `name` is what the
+    manifest records.
     """
     t0 = time.perf_counter()
     step = progress or (lambda stage, done, total: None)
     embed_spec = embedder.name if embedder is not None else settings.embed_model
 
+    store.check_index_dir(settings.index_dir, paths or [settings.seeds_dir])
     with store.index_lock(settings.index_dir, wait=lock_wait, on_wait=on_wait):
-        store.remove_debris(settings.index_dir)
+        store.cleanup(settings.index_dir)
         warnings: list[str] = []
         prev = _previous(settings.index_dir, warnings)
+        roots = _roots(paths, prev, replace, settings, warnings)
+        store.check_index_dir(settings.index_dir, roots)
         step("scanning", 0, 0)
         read_at = time.time_ns()
-        discovered = discover(paths)
+        discovered = discover(roots, exclude=[settings.index_dir])
         hashes, stats = file_hashes(discovered[0], prev.files_info if prev is not None else None)
-        signature = _signature(hashes, settings, embed_spec)
+        signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
         if prev is not None and prev.manifest.get("signature") == signature and not _dense_now_possible(
             prev, embed_spec, settings
         ):
-            store.cleanup(settings.index_dir, keep=prev.manifest["data_dir"])
             counts = prev.manifest["counts"]
             return BuildReport(
                 index_dir=str(settings.index_dir), articles=counts["articles"], chunks=counts["chunks"],
                 files=counts["files"], dropped_lines=counts["dropped_lines"], seconds=time.perf_counter() - t0,
                 up_to_date=True, dense=(prev.dense or {}).get("model"),
-                dense_note=prev.manifest.get("dense_unavailable"), warnings=warnings,
+                dense_note=prev.manifest.get("dense_unavailable"), warnings=warnings, sources=signature["roots"],
             )
 
         prev_files = {}
         if prev is not None and (prev.manifest.get("signature") or {}).get("chunker") == signature["chunker"]:
             prev_files = prev.files_info
 
-        def unchanged(path: Path, base: str) -> bool:
-            info = prev_files.get(str(path))
-            return bool(info) and info["sha256"] == hashes.get(str(path)) and info["base"] == base
+        def unchanged(key: str, base: str) -> bool:
+            info = prev_files.get(key)
+            return bool(info) and info["sha256"] == hashes.get(key) and info["base"] == base
 
         step("reading", 0, 0)
-        corpus = load_corpus(paths, strict=strict, unchanged=unchanged if prev_files else None, discovered=discovered)
+        known = prev.files_info if prev is not None else {}
+        corpus = load_corpus(
+            roots, strict=strict, unchanged=unchanged if prev_files else None, discovered=discovered,
+            previous_bases={k: v["base"] for k, v in known.items()},
+        )
+        _check_given(paths, corpus)
         step("chunking", 0, 0)
         chunks, articles, files_info = _assemble(corpus, prev, prev_files, settings)
         for key, info in files_info.items():
@@ -135,7 +150,10 @@ def build_index(
             index_dir=str(settings.index_dir), articles=len(articles), chunks=len(chunks), files=len(corpus.files),
             dropped_lines=dropped_lines, seconds=0.0, skipped=corpus.skipped, ignored_files=corpus.ignored,
             warnings=warnings + corpus.warnings, dropped=[d for a in corpus.articles for d in a.dropped],
-            reread_files=sum(not f.reused for f in corpus.files),
+            reread_files=sum(not f.reused for f in corpus.files), sources=signature["roots"],
+            added=[k for k in files_info if k not in known],
+            updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
+            removed=[k for k in known if k not in files_info],
         )
         prev_rows = _previous_rows(chunks, prev)
         token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step)
@@ -156,7 +174,7 @@ def build_index(
             manifest={
                 "signature": signature,
                 "corpus": {
-                    "roots": [str(p) for p in paths],
+                    "roots": signature["roots"],
                     "files": {k: v["sha256"] for k, v in files_info.items()},
                 },
                 "chunker": signature["chunker"],
@@ -176,6 +194,35 @@ def build_index(
     report.dense = dense.section["model"] if dense else None
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _roots(paths: list[Path], prev, replace: bool, settings, warnings: list[str]) -> list[Path]:
+    """The sources this build indexes, as absolute paths: the previous ones plus `paths`, or `paths` alone."""
+    recorded = [Path(r) for r in ((prev.manifest.get("corpus") or {}).get("roots") or [])] if prev is not None else []
+    given = [p.absolute() for p in paths]
+    if replace or not recorded:
+        roots = given or [settings.seeds_dir.absolute()]
+    else:
+        for r in recorded:
+            if not r.exists() and r not in given:
+                warnings.append(f"source {r} no longer exists: its articles were removed from the index")
+        roots = [r for r in recorded if r.exists()] + given
+    unique = list(dict.fromkeys(Path(os.path.normpath(r)) for r in roots))
+    if not unique:
+        raise UsageError("the index has no sources left: give a folder or file of articles, e.g. `ragqa index seeds/`")
+    return unique
+
+
+def _check_given(paths: list[Path], corpus) -> None:
+    """A folder or file the user names must contribute articles: naming an empty one is a mistake to report,
+    not a silent no-op."""
+    keys = [f.key for f in corpus.files]
+    for p in paths:
+        root = os.path.realpath(p)
+        if not any(k == root or k.startswith(root.rstrip(os.sep) + os.sep) for k in keys):
+            skipped = [r for path, r in corpus.skipped if os.path.realpath(path).startswith(root)]
+            detail = f" ({len(skipped)} file(s) skipped: {skipped[0]})" if skipped else ""
+            raise CorpusError(f"no readable articles in {p}{detail}; ragqa reads .txt, .md and .html files")
 
 
 def _dense_now_possible(prev, spec: str, settings) -> bool:
@@ -208,17 +255,17 @@ def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], li
     reuse = _PreviousChunks(prev) if any(f.reused for f in corpus.files) else None
     for f in corpus.files:
         if f.reused:
-            info = prev_files[str(f.path)]
+            info = prev_files[f.key]
             for doc_id in info["docs"]:
                 record, doc_chunks = reuse.article(doc_id)
                 articles.append(record)
                 chunks.extend(doc_chunks)
-            files_info[str(f.path)] = info
+            files_info[f.key] = info
             continue
         for a in f.articles:
             articles.append({"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title})
             chunks.extend(chunk_article(a, settings.chunk_max_tokens))
-        files_info[str(f.path)] = {
+        files_info[f.key] = {
             "sha256": f.sha256, "base": f.base, "docs": [a.doc_id for a in f.articles],
             "dropped": sum(len(a.dropped) for a in f.articles),
         }

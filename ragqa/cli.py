@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a problem with the data, index or models, 2 a usage error.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -30,14 +31,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"ragqa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print ragqa's version and exit")
+    ] = False,
+) -> None:
+    pass
+
+
 models_app = typer.Typer(help="List and download the embedding and LLM presets.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
+# str, not Path: typer would turn '' into Path('.'), the current folder; the settings refuse an empty path.
 IndexDir = Annotated[
-    Optional[Path], typer.Option("--index-dir", help="Index directory [env RAGQA_INDEX_DIR; default: index/]")
+    Optional[str], typer.Option("--index-dir", help="Index directory [env RAGQA_INDEX_DIR; default: index/]")
 ]
 ModelsDir = Annotated[
-    Optional[Path], typer.Option("--models-dir", help="Model cache [env RAGQA_MODELS_DIR; default: models/]")
+    Optional[str], typer.Option("--models-dir", help="Model cache [env RAGQA_MODELS_DIR; default: models/]")
 ]
 EmbedModel = Annotated[
     Optional[str],
@@ -63,8 +84,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors")]
 
 
+# Control characters in a file name or article (an ANSI escape could rewrite the terminal) are shown escaped.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    return str(text).translate(_CONTROL)
+
+
 def err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(printable(msg), file=sys.stderr, flush=True)
 
 
 def command(fn):
@@ -85,6 +114,13 @@ def command(fn):
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _reader_gone()
+        except OSError as e:  # an ordinary condition of the machine (permissions, space, read-only disk)
+            if debug:
+                raise
+            err(f"error: {os_error_message(e)}")
+            raise typer.Exit(1) from None
         except Exception as e:  # an unexpected failure: still one line, unless --debug
             if debug:
                 raise
@@ -94,6 +130,27 @@ def command(fn):
     return wrapper
 
 
+_OS_FIXES = {
+    errno.ENOSPC: "free some space and run the command again",
+    errno.EDQUOT: "free some space and run the command again",
+    errno.EROFS: "the file system is read-only: choose a writable place (--index-dir, --out, RAGQA_*_DIR)",
+    errno.EACCES: "check the permissions, or choose another place (--index-dir, --out, RAGQA_*_DIR)",
+    errno.EPERM: "check the permissions, or choose another place (--index-dir, --out, RAGQA_*_DIR)",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+    errno.EEXIST: "something already exists there: choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do."""
+    where = f" ({e.filename}" + (f" -> {e.filename2}" if e.filename2 else "") + ")" if e.filename else ""
+    what = e.strerror or str(e) or type(e).__name__
+    fix = _OS_FIXES.get(e.errno, "")
+    return f"{what}{where}" + (f"; {fix}" if fix else "")
+
+
 def settings_from(**overrides):
     from .config import load_settings
 
@@ -101,8 +158,14 @@ def settings_from(**overrides):
 
 
 def emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    # On an output that cannot carry Hangul (PYTHONIOENCODING=ascii, a latin-1 pipe) \u escapes keep the
+    # JSON valid and lossless.
+    sys.stdout.write(json.dumps(obj, ensure_ascii=not _utf(sys.stdout)) + "\n")
     sys.stdout.flush()
+
+
+def _utf(stream) -> bool:
+    return (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig", "utf16", "utf32")
 
 
 def one_line(text: str, width: int) -> str:
@@ -152,7 +215,13 @@ class StageProgress:
 @app.command("index")
 @command
 def index_cmd(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders of articles [default: seeds/]")] = None,
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Files or folders of articles to add to the index [default: the index's own sources; seeds/ for a new index]"),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Index only PATHS: drop the sources the index held before")
+    ] = False,
     embed_model: EmbedModel = None,
     index_dir: IndexDir = None,
     models_dir: ModelsDir = None,
@@ -163,16 +232,22 @@ def index_cmd(
     json_out: JsonOpt = False,
     debug: Debug = False,
 ):
-    """Read, clean and chunk the articles; build the BM25 and vector index (incrementally)."""
+    """Read, clean and chunk the articles; build the BM25 and vector index (incrementally).
+
+    The index remembers its sources: `ragqa index PATH` adds PATH to them, `ragqa index` alone brings them
+    all up to date, `--replace` makes PATHS the only ones. Each run says which files were added, updated
+    and removed.
+    """
     from .build import build_index
 
+    if replace and not paths:
+        raise UsageError("--replace needs the folders or files the index should hold, e.g. `ragqa index --replace news/`")
     settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model)
-    paths = paths or [settings.seeds_dir]
     explicit = embed_model is not None or "RAGQA_EMBED_MODEL" in os.environ
     progress = StageProgress()
     try:
         report = build_index(
-            paths, settings, embed_explicit=explicit, progress=progress, strict=strict, lock_wait=wait,
+            paths or [], settings, embed_explicit=explicit, progress=progress, strict=strict, lock_wait=wait, replace=replace,
             on_wait=lambda pid: err(f"waiting for another ragqa build of {settings.index_dir} (pid {pid})…"),
         )
     finally:
@@ -185,6 +260,15 @@ def index_cmd(
         err(f"warning: {w}")
     if report.dense is None and report.dense_note:
         err(f"note: lexical-only index — {report.dense_note}")
+    changes = [f"{len(v)} {k}" for k, v in (("added", report.added), ("updated", report.updated), ("removed", report.removed)) if v]
+    if changes:
+        err(f"files: {', '.join(changes)}")
+        for label, files in (("+", report.added), ("~", report.updated), ("-", report.removed)):
+            for f in files[:10]:
+                err(f"  {label} {f}")
+            if len(files) > 10:
+                err(f"  {label} … and {len(files) - 10} more")
+    err(f"sources: {', '.join(report.sources)}")
     if json_out:
         emit_json({k: v for k, v in vars(report).items() if k != "dropped"} | {"dropped": report.dropped})
         return
@@ -194,7 +278,7 @@ def index_cmd(
     print(
         f"{what}: {report.articles} articles, {report.chunks} chunks from {report.files} files; "
         f"dropped {report.dropped_lines} boilerplate lines; {dense}{reuse}; {report.seconds:.1f} s -> "
-        f"{report.index_dir}"
+        f"{printable(report.index_dir)}"
     )
 
 
@@ -253,6 +337,11 @@ def open_index(settings, progress_factory=None):
     try:
         return store.load(settings.index_dir)
     except IndexMissing:
+        if not settings.seeds_dir.is_dir():
+            raise IndexMissing(
+                f"no index in {settings.index_dir.absolute()}: index your articles first with `ragqa index "
+                "PATH/TO/ARTICLES`, or point --index-dir (RAGQA_INDEX_DIR) at an existing index"
+            ) from None
         err(f"no index in {settings.index_dir} yet: building one from {settings.seeds_dir}/ first")
         progress = StageProgress()
         try:
@@ -399,7 +488,7 @@ def eval_cmd(
     debug: Debug = False,
 ):
     """Score retrieval, citations and answers on a gold Q&A set, by mode and by question language."""
-    from .evaluate import evaluate, load_gold, write_outputs
+    from .evaluate import check_out_dir, evaluate, load_gold, write_outputs
 
     settings = settings_from(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, llm=llm
@@ -408,7 +497,9 @@ def eval_cmd(
     bad = [m for m in modes if m not in Mode.__members__]
     if bad or not modes:
         raise UsageError(f"invalid --mode {bad[0] if bad else mode!r}: choose from hybrid, dense, lexical")
-    cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl")[:limit]
+    cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl", warn=lambda w: err(f"warning: {w}"))[:limit]
+    if out:
+        check_out_dir(out)  # before the evaluation, not after it
     _, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
     err(f"evaluating {len(cases)} questions × {len(modes)} mode(s) with the {'LLM ' + model.name if model else 'extractive'} backend"
         + (f" ({why_not})" if why_not else ""))
@@ -473,10 +564,40 @@ def models_pull(
         preset = EMBED_PRESETS.get(name) or LLM_PRESETS.get(name)
         if preset is None:
             raise UsageError(f"unknown preset {name!r}; choose from {', '.join([*EMBED_PRESETS, *LLM_PRESETS])}")
-        err(f"downloading {preset.repo} ({preset.size}) into {settings.models_dir}…")
-        path = pull(preset, settings.models_dir, settings, progress=sys.stderr.isatty())
+        path = pull(preset, settings.models_dir, settings, progress=sys.stderr.isatty(), announce=err)
         print(f"{name}: {path}")
 
 
+def _standard_streams() -> None:
+    """Make stdin/stdout/stderr safe to use before anything else runs.
+
+    A closed descriptor 0-2 (`2>&-`) would be handed to the next file ragqa opens, so notes meant for stderr
+    would land in an index file, and Python prints `file=None` output to stdout (breaking --json): both
+    get /dev/null instead. An output encoding that cannot show Hangul gets escapes instead of a crash.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+    for stream in (sys.stdout, sys.stderr):
+        if not _utf(stream) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _reader_gone():
+    """The reader of stdout went away (`ragqa search … | head -1`): stop quietly, as a process killed by
+    SIGPIPE would (status 128 + 13); /dev/null on stdout keeps Python quiet while it flushes at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(141)
+
+
 def main() -> None:
+    _standard_streams()
     app()

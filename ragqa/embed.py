@@ -49,9 +49,15 @@ class SentenceTransformerEmbedder:
                 str(path), device="cpu", trust_remote_code=trust_remote_code, local_files_only=True
             )
         except Exception as e:
+            from .models import COMPLETE_MARKER
+
+            # Only a folder ragqa downloaded itself may be thrown away and fetched again; a user's folder is theirs.
+            fix = (
+                f"remove {path} and run `ragqa models pull {name}` again" if (Path(path) / COMPLETE_MARKER).exists()
+                else "check that it is a complete sentence-transformers model folder"
+            )
             raise ModelUnavailable(
-                f"cannot load embedding model from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
-                "delete the folder and run `ragqa models pull` again"
+                f"cannot load embedding model from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; {fix}"
             ) from None
         if self.model.max_seq_length:
             self.model.max_seq_length = min(self.model.max_seq_length, max_seq_length)

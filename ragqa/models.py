@@ -117,6 +117,11 @@ def resolve_embedder(spec: str, models_dir: Path) -> tuple[Path | None, EmbedPre
         preset = EMBED_PRESETS[spec]
     elif Path(spec).expanduser().is_dir():
         path = Path(spec).expanduser()
+        if not any((path / f).is_file() for f in ("modules.json", "config.json")):
+            raise UsageError(
+                f"{path} is not an embedding model folder (no modules.json or config.json): give a preset "
+                f"({', '.join(EMBED_PRESETS)}), a hub repo id, or a sentence-transformers model folder"
+            )
         return path, EmbedPreset(name=path.name, repo=str(path.resolve()), dim=0, size="local")
     elif _looks_like_repo(spec):
         preset = next((p for p in EMBED_PRESETS.values() if p.repo == spec), None) or EmbedPreset(
@@ -154,21 +159,26 @@ def download_blocker(settings) -> str | None:
     return check_hub(settings.hub_timeout)
 
 
-def _unavailable(what: str, name: str, reason: str) -> ModelUnavailable:
+def _unavailable(what: str, preset, models_dir: Path, reason: str) -> ModelUnavailable:
+    folder = local_dir(models_dir, preset.repo)
     return ModelUnavailable(
-        f"{what} '{name}' is not in the models folder and cannot be downloaded ({reason}); "
-        f"run `ragqa models pull {name}` on a machine with internet and copy the models folder here"
+        f"cannot download {what} '{preset.name}' ({reason}); on a machine with internet run "
+        f"`ragqa models pull {preset.name}` there, then copy its {folder.name}/ folder into {models_dir}/ here "
+        "(or point --models-dir / RAGQA_MODELS_DIR at a copy)"
     )
 
 
-def pull(preset, models_dir: Path, settings, progress: bool = True) -> Path:
-    """Download a preset into models_dir (resumable) and return its local path."""
+def pull(preset, models_dir: Path, settings, progress: bool = True, announce=None) -> Path:
+    """Download a preset into models_dir (resumable) and return its local path; `announce` is told once the
+    download can start."""
     from huggingface_hub import snapshot_download
 
     what = "embedding model" if preset.kind == "embed" else "LLM"
     reason = download_blocker(settings)
     if reason:
-        raise _unavailable(what, preset.name, reason)
+        raise _unavailable(what, preset, models_dir, reason)
+    if announce:
+        announce(f"downloading {preset.repo} ({preset.size}) into {models_dir}…")
     target = local_dir(models_dir, preset.repo)
     target.mkdir(parents=True, exist_ok=True)
     patterns = list(preset.allow) if preset.kind == "embed" else [preset.filename]
@@ -178,7 +188,7 @@ def pull(preset, models_dir: Path, settings, progress: bool = True) -> Path:
     try:
         snapshot_download(preset.repo, local_dir=target, allow_patterns=patterns, etag_timeout=10)
     except Exception as e:  # huggingface_hub raises many types; all mean "not downloaded"
-        raise _unavailable(what, preset.name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+        raise _unavailable(what, preset, models_dir, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
     if preset.kind == "llm" and preset.bytes:
         size = (target / preset.filename).stat().st_size
         if size != preset.bytes:
