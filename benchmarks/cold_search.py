@@ -7,15 +7,15 @@ that the CLI does not know.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import HashEmbedder, bench_settings, ragqa_default  # first: it puts the checkout's ragqa on the path
 
-from ragqa import store  # noqa: E402
-from ragqa.config import Settings  # noqa: E402
-from ragqa.retrieve import Retriever  # noqa: E402
-from synth import HashEmbedder  # noqa: E402
+from ragqa import store
+from ragqa.retrieve import Retriever
 
+if len(sys.argv) != 3:
+    print("usage: python benchmarks/cold_search.py INDEX_DIR QUERY", file=sys.stderr)
+    sys.exit(2)
 index_dir, query = Path(sys.argv[1]), sys.argv[2]
-settings = Settings(index_dir=index_dir, embed_model="none", llm="none")
-result = Retriever(store.load(index_dir), settings, embedder=HashEmbedder()).search(query, 5, "hybrid")
+retriever = Retriever(store.load(index_dir), bench_settings(index_dir), embedder=HashEmbedder())
+result = retriever.search(query, ragqa_default("top_k"), "hybrid")
 print(result.hits[0].chunk_id if result.hits else "-")

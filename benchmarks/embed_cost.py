@@ -38,31 +38,27 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from ragqa.config import Settings  # noqa: E402
-from ragqa.embed import passages_per_call  # noqa: E402
-from ragqa.models import EMBED_PRESETS  # noqa: E402
+from common import (
+    QUERIES_KO, SEEDS, WORK, CpuMeter, child_json, columns, dir_bytes, loadavg, log, machine, offline_env,
+    peak_rss_mb, percentiles, ragqa_default, rss_mb, wait_quiet, write_json,
+)
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from cpumeter import CpuMeter, wait_quiet  # noqa: E402
+from ragqa.embed import passages_per_call
+from ragqa.models import EMBED_PRESETS
 
-SEEDS = ROOT / "seeds"
-WORK = ROOT / "benchmarks" / "work"
 THREADS = 2
-BATCH_SIZE = Settings.model_fields["embed_batch_size"].default  # ragqa's default
+BATCH_SIZE = ragqa_default("embed_batch_size")
 ST_SLICE = passages_per_call(BATCH_SIZE)  # what SentenceTransformerEmbedder.encode_passages hands ST per call
-CHUNK_TOKENS = Settings.model_fields["chunk_max_tokens"].default  # the chunk size of the seed chunks
+CHUNK_TOKENS = ragqa_default("chunk_max_tokens")  # the chunk size of the seed chunks
 MAX_SEQ = EMBED_PRESETS["e5-small"].max_seq_length  # the same (512) for every preset
 XLMR_GUESS_SCALE = 0.65  # sensitivity run: XLM-R tokens per approx_tokens() token (a guess, see module docstring)
-QUERY_TEXT = "미국이 H200 수출을 허용한 이유는?"
-QUERY_TOKENS = {"e5": 16, "bge": 13}  # "query: " + text + <s></s> in XLM-R pieces (~16); bge-m3 has no prefix
+QUERY_TEXT = QUERIES_KO[0]
+QUERY_TOKENS = {"e5": 16, "bge": 13}  # "query: " + QUERY_TEXT + <s></s> in XLM-R pieces (~16); bge-m3 has no prefix
 PAD_ID, BOS_ID, EOS_ID, FIRST_NORMAL_ID = 1, 0, 2, 5  # XLM-R ids: <s>=0 <pad>=1 </s>=2 <unk>=3
 
 # Architectures as published in each preset repo's config.json (see the report for how sure we are).
@@ -130,17 +126,6 @@ def repeat_to(texts: list[str], n: int) -> list[str]:
 CLEAN = 0.3  # a timed pass during which other processes used more cores than this is retried
 MAX_EXTRA_PASSES = 3
 QUIET_WAIT_S = float(os.environ.get("EMBED_COST_QUIET_WAIT", "300"))
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _config(preset: str):
@@ -244,8 +229,7 @@ def _run_batches(model, batches: list[list[int]], vocab: int, pooling: str, pass
         "others_cores_during_fastest_batches": round(
             statistics.mean(others[min(range(len(times)), key=lambda r: times[r][i])][i] for i in range(len(batches))), 2
         ),
-        "batch_ms_median": round(1000 * statistics.median(best), 1),
-        "batch_ms_max": round(1000 * max(best), 1),
+        "batch": percentiles(best, digits=1),
     }
 
 
@@ -255,7 +239,7 @@ def _query_latency(model, n_tokens: int, vocab: int, pooling: str, repeats: int)
 
     gen = torch.Generator().manual_seed(2)
     ids, mask = _make_batch([n_tokens], vocab, gen)
-    ms, others = [], []
+    seconds, others = [], []
     with torch.inference_mode():
         for _ in range(3):
             _embed(model, ids, mask, pooling)
@@ -263,14 +247,10 @@ def _query_latency(model, n_tokens: int, vocab: int, pooling: str, repeats: int)
             others.append(wait_quiet(max_wait=30, window=0.3)["others_cores"])
             t = time.perf_counter()
             _embed(model, ids, mask, pooling)
-            ms.append(1000 * (time.perf_counter() - t))
-    s = sorted(ms)
+            seconds.append(time.perf_counter() - t)
     return {
         "tokens": n_tokens,
-        "repeats": repeats,
-        "median_ms": round(statistics.median(ms), 1),
-        "min_ms": round(s[0], 1),
-        "p90_ms": round(s[min(len(s) - 1, int(0.9 * len(s)))], 1),
+        **percentiles(seconds, digits=1),
         "others_cores_before_samples_max": round(max(others), 2),
     }
 
@@ -291,13 +271,13 @@ def worker_build(job: dict) -> dict:
         "n_params_without_pooler": sum(
             p.numel() for n, p in model.named_parameters() if not n.startswith("pooler.")
         ),
-        "peak_rss_construct_mb": round(_peak_rss_mb()),
+        "peak_rss_construct_mb": round(peak_rss_mb()),
     }
     if job.get("save_dir"):
         t = time.perf_counter()
         model.save_pretrained(job["save_dir"])
         out["save_s"] = round(time.perf_counter() - t, 2)
-        out["saved_mb"] = round(sum(f.stat().st_size for f in Path(job["save_dir"]).rglob("*")) / 2**20)
+        out["saved_mb"] = round(dir_bytes(Path(job["save_dir"])) / 2**20)
     return out
 
 
@@ -309,7 +289,7 @@ def worker_bench(job: dict) -> dict:
     import transformers  # noqa: F401  (import cost is not part of the load time)
 
     preset, a = job["preset"], ARCH[job["preset"]]
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     quiet = wait_quiet(max_wait=QUIET_WAIT_S)
     with CpuMeter() as m:
         if job.get("load_dir"):
@@ -330,15 +310,15 @@ def worker_bench(job: dict) -> dict:
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "torch_threads": torch.get_num_threads(),
         "rss_before_load_mb": round(rss0),
-        "rss_after_load_mb": round(_rss_mb()),
+        "rss_after_load_mb": round(rss_mb()),
     }
     runs = {}
     for name, batches in job["runs"].items():
         runs[name] = _run_batches(model, batches, a["vocab_size"], a["pooling"], job["passes"][name])
     out["runs"] = runs
     out["query"] = _query_latency(model, job["query_tokens"], a["vocab_size"], a["pooling"], job["query_repeats"])
-    out["rss_end_mb"] = round(_rss_mb())
-    out["peak_rss_mb"] = round(_peak_rss_mb())
+    out["rss_end_mb"] = round(rss_mb())
+    out["peak_rss_mb"] = round(peak_rss_mb())
     return out
 
 
@@ -415,12 +395,12 @@ def worker_e2e(job: dict) -> dict:
     assert vecs.shape == (len(texts), 384)
     for _ in range(3):
         emb.encode_queries([QUERY_TEXT])
-    ms = []
+    seconds = []
     for _ in range(job["query_repeats"]):
         wait_quiet(max_wait=30, window=0.3)
         t = time.perf_counter()
         emb.encode_queries([QUERY_TEXT])
-        ms.append(1000 * (time.perf_counter() - t))
+        seconds.append(time.perf_counter() - t)
     # the harness on the very same lengths and batches, same process, same model weights
     bert = model[0].auto_model
     harness = _run_batches(bert, ragqa_batches(texts, lens), bert.config.vocab_size, "mean", job["passes"])
@@ -437,13 +417,11 @@ def worker_e2e(job: dict) -> dict:
         "passes": passes,
         "best_pass_s": total,
         "passages_per_s": round(len(texts) / total, 2),
-        "query_median_ms": round(statistics.median(ms), 1),
-        "query_min_ms": round(min(ms), 1),
-        "query_tokens": len(tok("query: " + QUERY_TEXT)["input_ids"]),
+        "query": {"tokens": len(tok("query: " + QUERY_TEXT)["input_ids"]), **percentiles(seconds, digits=1)},
         "harness_same_lengths": harness,
         # best pass against best pass (the e2e path cannot be timed per batch)
         "e2e_over_harness_time": round(total * harness["best_pass_passages_per_s"] / len(texts), 3),
-        "peak_rss_mb": round(_peak_rss_mb()),
+        "peak_rss_mb": round(peak_rss_mb()),
     }
 
 
@@ -451,19 +429,13 @@ def _spawn(kind: str, job: dict, quick: bool, timeout: float = 4 * 3600) -> dict
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=WORK, delete=False) as f:
         json.dump(job, f)
+    # how long a worker waits for other processes to go quiet before each timed step
+    quiet_wait = os.environ.get("EMBED_COST_QUIET_WAIT", "30" if quick else "300")
     try:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        # how long a worker waits for other processes to go quiet before each timed step
-        env.setdefault("EMBED_COST_QUIET_WAIT", "30" if quick else "300")
-        p = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", kind, f.name],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT),
-        )
+        return child_json([sys.executable, str(Path(__file__).resolve()), "--worker", kind, f.name],
+                          env=offline_env(EMBED_COST_QUIET_WAIT=quiet_wait), timeout=timeout)
     finally:
         os.unlink(f.name)
-    if p.returncode != 0:
-        raise RuntimeError(f"{kind} worker failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -487,9 +459,8 @@ def measure(quick: bool = False, presets: list[str] | None = None, e2e: bool = T
         "st_slice": ST_SLICE,
         "seed_chunks": len(chunks),
         "chunk_tokens": CHUNK_TOKENS,
-        "loadavg_start": os.getloadavg(),
-        "cpu": _cpu_name(),
-        "versions": _versions(),
+        "loadavg_start": loadavg(),
+        "machine": machine("torch", "transformers", "sentence-transformers"),
         "presets": {},
     }
     for preset in presets:
@@ -537,7 +508,7 @@ def measure(quick: bool = False, presets: list[str] | None = None, e2e: bool = T
             run["hours_per_100k_chunks"] = round(100_000 / pps / 3600, 2)
             run["seed_corpus_s"] = round(len(chunks) / pps, 1)
         result["presets"][preset] = r
-        _print_progress(preset, r)
+        log(f"{preset}: {r['runs']['estimated']['passages_per_s']} passages/s, query {r['query']['p50_ms']} ms")
     models_dir = WORK / "embed_cost_models"
     if models_dir.is_dir() and not any(models_dir.iterdir()):
         models_dir.rmdir()
@@ -554,57 +525,31 @@ def measure(quick: bool = False, presets: list[str] | None = None, e2e: bool = T
             )
         finally:
             shutil.rmtree(e2e_dir, ignore_errors=True)
-    result["loadavg_end"] = os.getloadavg()
+    result["loadavg_end"] = loadavg()
     result["wall_s"] = round(time.time() - started, 1)
     return result
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
-    except OSError:
-        pass
-    return f"? x{os.cpu_count()}"
-
-
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    out = {}
-    for pkg in ("torch", "transformers", "sentence-transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:
-            out[pkg] = None
-    return out
-
-
-def _print_progress(preset: str, r: dict) -> None:
-    e = r["runs"]["estimated"]
-    print(f"  {preset}: {e['passages_per_s']} passages/s, query {r['query']['median_ms']} ms", file=sys.stderr)
-
-
-def format_table(res: dict) -> str:
+def report(res: dict) -> str:
+    m = res["machine"]
     lines = [
-        f"Embedding cost on {res['cpu']}, torch threads={res['threads']}, batch={res['batch_size']}, "
-        f"random-weight fp32 models; {res['versions']}",
+        f"Embedding cost on {m['cpu']} x{m['cores']}, torch threads={res['threads']}, batch={res['batch_size']}, "
+        f"random-weight fp32 models; {m['versions']}",
         "NOTE: " + res["lengths_note"] + ".",
         "",
-        f"{'preset':9} {'params':>8} {'load s':>7} {'constr s':>8} {'peak RSS':>9} {'tok/psg':>7} {'pad eff':>7} "
-        f"{'psg/s':>6} {'h/100k':>7} {'xlmr psg/s':>10} {'xlmr h/100k':>11} {'query ms':>8}",
     ]
+    rows = [["preset", "params", "load s", "constr s", "peak RSS", "tok/psg", "pad eff", "psg/s", "h/100k",
+             "xlmr psg/s", "xlmr h/100k", "query ms"]]
+    nan = {"passages_per_s": float("nan"), "hours_per_100k_chunks": float("nan")}
     for name, r in res["presets"].items():
-        e = r["runs"]["estimated"]
-        g = r["runs"].get("xlmr_guess")
-        lines.append(
-            f"{name:9} {r['n_params'] / 1e6:7.1f}M {r['load_s']:7.2f} {r['construct_s']:8.2f} "
-            f"{r['peak_rss_mb']:7d}MB {e['mean_tokens']:7.1f} {e['padding_efficiency']:7.2f} "
-            f"{e['passages_per_s']:6.2f} {e['hours_per_100k_chunks']:7.2f} "
-            f"{(g['passages_per_s'] if g else float('nan')):10.2f} {(g['hours_per_100k_chunks'] if g else float('nan')):11.2f} "
-            f"{r['query']['median_ms']:8.1f}"
-        )
+        e, g = r["runs"]["estimated"], r["runs"].get("xlmr_guess") or nan
+        rows.append([
+            name, f"{r['n_params'] / 1e6:.1f}M", f"{r['load_s']:.2f}", f"{r['construct_s']:.2f}",
+            f"{r['peak_rss_mb']:d}MB", f"{e['mean_tokens']:.1f}", f"{e['padding_efficiency']:.2f}",
+            f"{e['passages_per_s']:.2f}", f"{e['hours_per_100k_chunks']:.2f}", f"{g['passages_per_s']:.2f}",
+            f"{g['hours_per_100k_chunks']:.2f}", f"{r['query']['p50_ms']:.1f}",
+        ])
+    lines += columns(rows, ["<9", ">8", ">7", ">8", ">9", ">7", ">7", ">6", ">7", ">10", ">11", ">8"])
     lines.append("")
     lines.append("contention (cores used by OTHER processes on this shared box; passages/s = per-batch best of passes):")
     for name, r in res["presets"].items():
@@ -630,8 +575,8 @@ def format_table(res: dict) -> str:
             f"{e2e['tokenizer_vocab']}-token WordPiece vocab instead of 250037):",
             f"  {e2e['passages']} passages, {e2e['mean_tokens']} tokens/passage with that tokenizer: "
             f"{e2e['passages_per_s']} passages/s end-to-end vs {h['passages_per_s']} passages/s harness at the same "
-            f"lengths (e2e/harness time = {e2e['e2e_over_harness_time']}); query {e2e['query_median_ms']} ms "
-            f"({e2e['query_tokens']} tokens); load {e2e['load_s']} s; peak RSS {e2e['peak_rss_mb']} MB",
+            f"lengths (e2e/harness time = {e2e['e2e_over_harness_time']}); query {e2e['query']['p50_ms']} ms "
+            f"({e2e['query']['tokens']} tokens); load {e2e['load_s']} s; peak RSS {e2e['peak_rss_mb']} MB",
         ]
     return "\n".join(lines)
 
@@ -656,10 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown presets: {', '.join(sorted(unknown))}")
     res = measure(quick=args.quick, presets=presets, e2e=not args.no_e2e, keep_models=args.keep_models)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
-    print(format_table(res))
-    print(f"\nwrote {args.out}")
+    write_json(args.out, res)
+    print(report(res))
     return 0
 
 

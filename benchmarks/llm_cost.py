@@ -19,7 +19,6 @@ import base64
 import ctypes
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,21 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "work"
-SEEDS = ROOT / "seeds"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from cpumeter import CpuMeter, wait_quiet  # noqa: E402
+from common import (
+    QUERIES_KO, SEEDS, WORK, CpuMeter, bench_settings, columns, loadavg, log, machine, ragqa_default, wait_quiet,
+    write_json,
+)
 
 N_THREADS = 2
-N_CTX = 4096
+N_CTX = ragqa_default("n_ctx")
 QUESTIONS = [
-    "미국이 H200 수출을 허용한 이유는?",
-    "Why did the US allow H200 exports?",
-    "알리바바는 새 AI 칩을 어디서 제조하나?",
-    "엔비디아 H200의 중국 수출 조건은 무엇인가?",
+    QUERIES_KO[0], "Why did the US allow H200 exports?", QUERIES_KO[1], "엔비디아 H200의 중국 수출 조건은 무엇인가?",
 ]
 NOTE = "random-weight models of the real architecture and quantization: these are speed figures, not quality"
 
@@ -98,10 +91,6 @@ MODELS = {
         special=QWEN3_SPECIAL, template=QWEN3_TEMPLATE,
     ),
 }
-
-
-def log(msg: str) -> None:
-    print(f"[llm_cost] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- Qwen's tokenizer
@@ -510,15 +499,9 @@ def raw_speed(path: Path, n_prompt: int = 1000, n_gen: int = 64, n_threads: int 
 
 
 KNOBS = [{}, {"n_threads": 1}, {"flash_attn": True}, {"repack": False}]
-
-
-def machine() -> dict:
-    load = os.getloadavg()
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or platform.machine())
-    return {"cpus": os.cpu_count(), "processor": model,
-            "loadavg_before": [round(x, 2) for x in load]}
+ASK_COLUMNS = (
+    "prompt_tokens", "first_token_s", "completion_tokens", "generation_s", "gen_tok_s", "sample_ms_per_token",
+)
 
 
 def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None = None, wait_s: float = 0,
@@ -529,17 +512,14 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
     used meanwhile ('others_cpu_cores'); `wait_s` waits up to that long for them to finish first.
     `knobs` adds llama.cpp-only speeds of the default model under other settings (threads, flash
     attention, weight repacking)."""
-    import llama_cpp
-
     from ragqa.build import build_index
-    from ragqa.config import Settings
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(n_threads=N_THREADS, n_ctx=N_CTX, embed_model="none", llm="none",
-                        index_dir=work_dir / "llm_cost-index", models_dir=work_dir, seeds_dir=SEEDS)
+    settings = bench_settings(work_dir / "llm_cost-index", models_dir=work_dir, seeds_dir=SEEDS,
+                              n_threads=N_THREADS, n_ctx=N_CTX)
     build_index([SEEDS], settings)  # the lexical index `ask` retrieves from
-    out = {"note": NOTE, "llama_cpp_python": llama_cpp.__version__, "machine": machine(),
+    out = {"note": NOTE, "machine": machine("llama-cpp-python", "gguf"), "loadavg_before": loadavg(),
            "settings": {"n_threads": N_THREADS, "n_ctx": N_CTX, "top_k": settings.top_k,
                         "context_max_tokens": settings.context_max_tokens,
                         "answer_max_tokens": settings.answer_max_tokens, "temperature": settings.temperature},
@@ -558,14 +538,15 @@ def measure(work_dir: Path, quality: bool = False, tiktoken_python: str | None =
             out["models"][name]["knobs"] = [raw_speed(path, **k) for k in KNOBS]
             for k in out["models"][name]["knobs"]:
                 log(f"knob: {k}")
-    out["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    out["loadavg_after"] = loadavg()
     return out
 
 
-def table(res: dict) -> str:
+def report(res: dict) -> str:
     mc = res["machine"]
     lines = [f"# {res['note']}",
-             f"# llama-cpp-python {res['llama_cpp_python']}, {mc['cpus']} CPUs, n_threads {res['settings']['n_threads']}, "
+             f"# llama-cpp-python {mc['versions']['llama-cpp-python']}, {mc['cores']} CPUs, "
+             f"n_threads {res['settings']['n_threads']}, "
              f"n_ctx {res['settings']['n_ctx']}; 'other CPU' = cores used by other processes meanwhile"]
     for name, m in res["models"].items():
         b = m["build"]
@@ -580,14 +561,12 @@ def table(res: dict) -> str:
                 f"+ sampling {r.get('sample_ms_per_token')} ms (all non-model {r.get('non_eval_ms_per_token')} ms) "
                 f"per token; other CPU {r['others_cpu_cores']}"
             )
-        lines.append(f"  {'ragqa ask (k=5)':42} {'prompt':>6} {'TTFT s':>7} {'gen':>4} {'gen s':>7} {'tok/s':>6} "
-                     f"{'smpl ms':>7} {'total s':>7} {'other CPU':>9}")
+        rows = [[f"ragqa ask (k={res['settings']['top_k']})", "prompt", "TTFT s", "gen", "gen s", "tok/s", "smpl ms",
+                 "total s", "other CPU"]]
         for a in m["ask"]:
-            lines.append(
-                f"  {a['question'][:42]:42} {a.get('prompt_tokens', '-'):>6} {a.get('first_token_s', '-'):>7} "
-                f"{a.get('completion_tokens', '-'):>4} {a.get('generation_s', '-'):>7} {a.get('gen_tok_s', '-'):>6} "
-                f"{a.get('sample_ms_per_token', '-'):>7} {a['total_s']:>7} {a['others_cpu_cores']:>9}"
-            )
+            rows.append([a["question"][:42], *[a.get(k, "-") for k in ASK_COLUMNS], a["total_s"],
+                         a["others_cpu_cores"]])
+        lines += columns(rows, ["<42", ">6", ">7", ">4", ">7", ">6", ">7", ">7", ">9"], indent="  ")
         for k in m.get("knobs", []):
             lines.append(f"  llama.cpp only, n_threads {k['n_threads']}, repack {k['repack']}, flash_attn "
                          f"{k['flash_attn']}: load {k['load_s']} s, prompt {k['prompt_tok_s']} tok/s, "
@@ -614,11 +593,8 @@ def main() -> None:
     args = ap.parse_args()
     res = measure(args.work, quality=args.quality, tiktoken_python=args.tiktoken_python, wait_s=args.wait_quiet,
                   knobs=args.knobs)
-    out = args.out or args.work / "llm_cost.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
-    print(table(res))
-    print(f"\nwritten {out}")
+    write_json(args.out or args.work / "llm_cost.json", res)
+    print(report(res))
 
 
 if __name__ == "__main__":

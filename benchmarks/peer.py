@@ -16,7 +16,7 @@ pipelines, not from chunk size. `--peer-chunking splitter` runs the out-of-the-b
 whole documents instead (it packs several paragraphs into a node).
 
 Hybrid depth: ragqa fuses the top max(50, 4k) of BM25 and of FAISS; the peer's two retrievers get the same
-depth (similarity_top_k=50) and the fusion keeps k.
+depth (similarity_top_k=50 at k=5) and the fusion keeps k.
 
 FAISS threads: both systems search one query at a time. For 10,000 vectors and more, FAISS's flat search
 splits that one query over OpenMP threads, and on a loaded 2-CPU machine that costs ~30 ms per search
@@ -28,7 +28,7 @@ Fairness against a busy machine: builds alternate (ragqa, peer, peer, ragqa with
 best of each is compared), query passes alternate system by system, mode by mode; load averages are
 recorded.
 
-    python benchmarks/peer.py --articles 1000        # corpus under benchmarks/work/peer-corpus-1000
+    python benchmarks/peer.py --articles 1000        # corpus under benchmarks/work/corpus-1000 (shared with run.py)
     python benchmarks/peer.py --articles 10000 --out benchmarks/work/peer-10000.json
 
 Runs in the project venv or in any venv that has ragqa (pip install -e) and the llama-index packages.
@@ -40,8 +40,6 @@ import argparse
 import contextlib
 import gc
 import json
-import os
-import platform
 import re
 import shutil
 import socket
@@ -49,22 +47,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from common import (
+    GOLD, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, columns, dir_bytes, loadavg, log, machine,
+    percentiles, ragqa_default, rss_mb, synthetic_corpus, write_json,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (str(HERE), str(ROOT)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from synth import HashEmbedder, rss_mb, write_corpus  # noqa: E402
-
-SEEDS = ROOT / "seeds"
-GOLD = SEEDS / "gold_qa.jsonl"
-HYBRID_DEPTH = 50  # ragqa: max(50, 4 * k) per retriever before fusion
-PARAGRAPH_MAX_CHARS = 300  # ~220 ragqa tokens (1.37 characters per token)
+TOP_K = ragqa_default("top_k")
+CHUNK_TOKENS = ragqa_default("chunk_max_tokens")
+CHARS_PER_TOKEN = 1.37  # TODO(lead): ragqa.chunking.CHARS_PER_TOKEN (approx_tokens' calibration)
+# Both rounded to tens, as rough as the calibrations: 300 characters and 290 tokens at 220 ragqa tokens.
+PARAGRAPH_MAX_CHARS = int(round(CHUNK_TOKENS * CHARS_PER_TOKEN, -1))
 # SentenceSplitter counts tiktoken cl100k tokens: 1.33 per ragqa (Qwen-calibrated) token on the seed articles.
-SPLITTER_CHUNK_TOKENS = 290
+SPLITTER_CHUNK_TOKENS = int(round(CHUNK_TOKENS * 1.33, -1))
 PEER_EMBED_BATCH = 2048  # BaseEmbedding's maximum; its default (10) would mostly measure per-call overhead
 MODES = ("hybrid", "lexical", "dense")
 PACKAGES = (
@@ -73,8 +67,9 @@ PACKAGES = (
 )
 
 
-def log(msg: str) -> None:
-    print(f"[peer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def hybrid_depth(k: int) -> int:
+    """How many hits of each retriever ragqa fuses."""
+    return max(50, 4 * k)  # TODO(lead): ragqa.retrieve.hybrid_depth
 
 
 # ---------------------------------------------------------------- no network
@@ -108,42 +103,9 @@ def no_network():
 # ---------------------------------------------------------------- small helpers
 
 
-def dir_bytes(*paths: Path) -> int:
-    return sum(p.stat().st_size for root in paths if root.exists() for p in root.rglob("*") if p.is_file())
-
-
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def summarize(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p95_ms": round(float(np.percentile(ms, 95)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "n": len(ms),
-    }
-
-
 def warm_page_cache(corpus_dir: Path) -> int:
     """Read every file once so neither system pays (or is spared) cold-disk reads by going first."""
     return sum(len(p.read_bytes()) for p in corpus_dir.rglob("*") if p.is_file())
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def load_queries(n_ko: int = 50, n_en: int = 20, gold: Path = GOLD) -> list[str]:
@@ -159,34 +121,18 @@ def load_queries(n_ko: int = 50, n_en: int = 20, gold: Path = GOLD) -> list[str]
 # ---------------------------------------------------------------- ragqa side
 
 
-def ragqa_settings(index_dir: Path):
-    from ragqa.config import Settings
-
-    return Settings(index_dir=index_dir, models_dir=index_dir.parent / "models", embed_model="none", llm="none")
-
-
 def ragqa_build(corpus_dir: Path, index_dir: Path) -> dict:
     """A from-scratch `ragqa index` (chunks, Kiwi BM25, HashEmbedder vectors, FAISS, saved with fsync)."""
     from ragqa.build import build_index
 
     shutil.rmtree(index_dir, ignore_errors=True)  # an existing index would be reused, not rebuilt
-    settings = ragqa_settings(index_dir)
-    marks: list[tuple[str, float]] = []
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if not marks or marks[-1][0] != stage:
-            marks.append((stage, time.perf_counter()))
-
+    settings = bench_settings(index_dir)
+    meter = StageMeter(rss=False)  # no sampling thread competing with the build being timed
     gc.collect()
     load0, c0, t0 = loadavg(), time.process_time(), time.perf_counter()
-    report = build_index([corpus_dir], settings, embedder=HashEmbedder(), progress=progress)
+    report = build_index([corpus_dir], settings, embedder=HashEmbedder(), progress=meter)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # From a stage's first progress event to the next stage's: approximate (some stages report only after
-    # their first batch).
-    stages: dict[str, float] = {}
-    for i, (stage, t) in enumerate(marks):
-        end = marks[i + 1][1] if i + 1 < len(marks) else t0 + wall
-        stages[stage] = round(stages.get(stage, 0.0) + end - t, 3)
+    stages = {stage: v["seconds"] for stage, v in meter.finish().items()}
     return {
         "index_s": round(wall, 3), "index_cpu_s": round(cpu, 3), "articles": report.articles,
         "chunks": report.chunks, "stages_s": stages, "loadavg_before": load0, "loadavg_after": loadavg(),
@@ -197,7 +143,7 @@ def ragqa_open(index_dir: Path) -> tuple[dict, dict]:
     from ragqa.retrieve import Retriever
     from ragqa.store import load
 
-    settings = ragqa_settings(index_dir)
+    settings = bench_settings(index_dir)
     gc.collect()
     t0 = time.perf_counter()
     index = load(index_dir)
@@ -221,7 +167,7 @@ _CLASSES: dict = {}
 
 
 def hash_embedding(dim: int = 384):
-    """A llama_index BaseEmbedding around synth.HashEmbedder (the exact embedder ragqa is given)."""
+    """A llama_index BaseEmbedding around common.HashEmbedder (the exact embedder ragqa is given)."""
     if "embedding" not in _CLASSES:
         from llama_index.core.bridge.pydantic import PrivateAttr
         from llama_index.core.embeddings import BaseEmbedding
@@ -338,7 +284,7 @@ def peer_build(
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatIP(embed._inner.dim)))
     VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
     mark("embedding+faiss")
-    bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=HYBRID_DEPTH)
+    bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=hybrid_depth(TOP_K))
     mark("bm25")
     in_memory = time.perf_counter() - t0
     storage.persist(persist_dir=str(store_dir))
@@ -377,7 +323,7 @@ def peer_open(store_dir: Path, bm25_dir: Path) -> tuple[dict, dict]:
                 r = BM25Retriever(existing_bm25=bm25_loaded.bm25, similarity_top_k=k)
             elif mode in ("hybrid", "hybrid_sync"):
                 r = QueryFusionRetriever(
-                    [retriever("dense", HYBRID_DEPTH), retriever("lexical", HYBRID_DEPTH)],
+                    [retriever("dense", hybrid_depth(k)), retriever("lexical", hybrid_depth(k))],
                     similarity_top_k=k, num_queries=1, mode="reciprocal_rerank",
                     use_async=(mode == "hybrid"),  # LlamaIndex's default is use_async=True
                 )
@@ -433,7 +379,7 @@ PEER_QUALITY_VARIANTS = {
 }
 
 
-def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
+def quality(work_dir: Path, k: int, seeds: Path = SEEDS) -> dict:
     """Retrieval quality on the seed articles for the answerable gold questions, per system and mode."""
     from ragqa.evaluate import load_gold
 
@@ -460,7 +406,7 @@ def quality(work_dir: Path, k: int = 5, seeds: Path = SEEDS) -> dict:
 
 
 def run(
-    corpus_dir: Path, work_dir: Path, queries: list[str], k: int = 5, *, repeats: int = 3, build_repeats: int = 1,
+    corpus_dir: Path, work_dir: Path, queries: list[str], k: int, *, repeats: int = 3, build_repeats: int = 1,
     chunking: str = "paragraph", with_quality: bool = True,
 ) -> dict:
     """Index `corpus_dir` with ragqa and with LlamaIndex (same HashEmbedder), time warm queries, compare.
@@ -473,10 +419,9 @@ def run(
     meta: dict = {
         "faiss_threads": 1,
         "corpus": str(corpus_dir), "k": k, "queries": len(queries), "repeats": repeats,
-        "build_repeats": build_repeats, "hybrid_depth": HYBRID_DEPTH, "peer_chunking": chunking,
-        "peer_embed_batch": PEER_EMBED_BATCH, "python": platform.python_version(), "venv": sys.prefix,
-        "cpus": os.cpu_count(), "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "loadavg_start": loadavg(),
+        "build_repeats": build_repeats, "hybrid_depth": hybrid_depth(k), "peer_chunking": chunking,
+        "peer_embed_batch": PEER_EMBED_BATCH, "machine": machine(*PACKAGES), "venv": sys.prefix,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_start": loadavg(),
     }
     paths = {
         "ragqa": (work_dir / "ragqa-index",),
@@ -546,7 +491,7 @@ def run(
                         times[name][mode].append(time.perf_counter() - t)
         meta["loadavg_queries_end"] = loadavg()
         for name in systems:
-            systems[name]["latency"] = {m: summarize(ts) for m, ts in times[name].items()}
+            systems[name]["latency"] = {m: percentiles(ts, digits=3) for m, ts in times[name].items()}
         del handles, fns
         gc.collect()
 
@@ -583,7 +528,7 @@ def run(
 # ---------------------------------------------------------------- report
 
 
-def table(result: dict) -> str:
+def report(result: dict) -> str:
     rq, pr, ra = result["ragqa"], result["llamaindex"], result["ratios_peer_over_ragqa"]
     rows = [
         ("chunks / nodes", rq["chunks"], pr["chunks"], None),
@@ -603,49 +548,45 @@ def table(result: dict) -> str:
             rows.append((f"{mode} {p}", rq["latency"][mode][p], pr["latency"][mode][p], ra[f"{mode}_{p}"]))
     for p in ("p50_ms", "p95_ms"):
         rows.append((f"hybrid, use_async=False {p}", "", pr["latency"]["hybrid_sync"][p], ra[f"hybrid_sync_{p}"]))
-    lines = [f"{'':32} {'ragqa':>12} {'llamaindex':>12} {'peer/ragqa':>11}"]
-    for name, a, b, r in rows:
-        lines.append(f"{name:32} {str(a):>12} {str(b):>12} {'' if r is None else str(r):>11}")
+    cells = [("", "ragqa", "llamaindex", "peer/ragqa")]
+    cells += [(name, str(a), str(b), "" if r is None else str(r)) for name, a, b, r in rows]
+    lines = columns(cells, ["<32", ">12", ">12", ">11"])
     lines.append(f"builds s: ragqa {rq['index_s_all']}, llamaindex {pr['index_s_all']}")
     lines.append(f"stages s: ragqa {json.dumps(rq['stages_s'])}")
     lines.append(f"          llamaindex {json.dumps(pr['stages_s'])}")
     m = result["meta"]
     lines.append(f"FAISS OpenMP threads per query: {m['faiss_threads']}")
     lines.append(f"load average: start {m['loadavg_start']}, queries {m.get('loadavg_queries_start')} -> "
-                 f"{m.get('loadavg_queries_end')}, end {m.get('loadavg_end')} ({m['cpus']} CPUs)")
+                 f"{m.get('loadavg_queries_end')}, end {m.get('loadavg_end')} ({m['machine']['cores']} CPUs)")
     q = result.get("quality")
     if q:
         lines.append(f"\nseed articles, gold evidence spans, top {q['k']}: hits/n (hit@1) "
                      f"[Korean n={q['questions']['ko']}, English n={q['questions']['en']}]")
         cols = [("ko", "lexical"), ("ko", "hybrid"), ("ko", "dense"), ("en", "lexical"), ("en", "hybrid")]
-        lines.append(f"{'':36} {'chunks':>6} " + " ".join(f"{lang + ' ' + mode[:3]:>11}" for lang, mode in cols))
+        rows = [["", "chunks", *[f"{lang} {mode[:3]}" for lang, mode in cols]]]
         for name, s in q["systems"].items():
             cells = [s[lang][mode] for lang, mode in cols]
-            lines.append(f"{name:36} {s['chunks']:>6} "
-                         + " ".join(f"{c['hit']:>2}/{c['n']:<2} ({c['hit1']:>2})".rjust(11) for c in cells))
+            rows.append([name, s["chunks"], *[f"{c['hit']:>2}/{c['n']:<2} ({c['hit1']:>2})" for c in cells]])
+        lines += columns(rows, ["<36", ">6", *[">11"] * len(cols)])
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--articles", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=HERE / "work" / "peer.json")
+    ap.add_argument("--out", type=Path, default=WORK / "peer.json")
     ap.add_argument("--work-dir", type=Path, default=None, help="default: benchmarks/work/peer-run-N")
-    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--k", type=int, default=TOP_K)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the queries (after a warm-up pass)")
     ap.add_argument("--build-repeats", type=int, default=1, help="builds per system (alternating; best is kept)")
     ap.add_argument("--peer-chunking", choices=("paragraph", "splitter"), default="paragraph")
     ap.add_argument("--no-quality", action="store_true")
+    ap.add_argument("--long-paragraphs", type=float, default=0.0, metavar="SHARE",
+                    help="share of synthetic paragraphs written as long as the seeds' multi-article lines")
     args = ap.parse_args(argv)
 
-    corpus = HERE / "work" / f"peer-corpus-{args.articles}"
-    if not corpus.exists():
-        log(f"writing {args.articles} synthetic articles to {corpus}")
-        tmp = corpus.with_name(corpus.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_corpus(tmp, args.articles)
-        tmp.rename(corpus)
-    work = args.work_dir or HERE / "work" / f"peer-run-{args.articles}"
+    corpus = synthetic_corpus(args.articles, args.long_paragraphs)
+    work = args.work_dir or WORK / f"peer-run-{args.articles}"
     t0 = time.perf_counter()
     result = run(
         corpus, work, load_queries(), args.k, repeats=args.repeats, build_repeats=args.build_repeats,
@@ -653,10 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["meta"]["articles"] = args.articles
     result["meta"]["wall_s"] = round(time.perf_counter() - t0, 1)
-    print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"\nwrote {args.out} (total {result['meta']['wall_s']} s)")
+    print(report(result))
+    log(f"total {result['meta']['wall_s']} s")
+    write_json(args.out, result)
     return 0
 
 

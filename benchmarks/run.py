@@ -15,96 +15,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WORK = HERE / "work"
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+from common import (
+    HERE, QUERIES_KO, ROOT, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, child_json, describe, dir_bytes,
+    log, machine, offline_env, percentiles, ragqa_default, synthetic_corpus, table, write_json,
+)
 
-from synth import rss_mb  # noqa: E402
-
-QUERIES_KO = [
-    "미국이 H200 수출을 허용한 이유는?", "알리바바는 새 AI 칩을 어디서 제조하나?", "엔비디아 시가총액은 하루에 얼마나 증발했나?",
-    "딥시크 앱은 앱스토어에서 몇 위였나?", "코어위브에 대한 엔비디아의 투자 규모는?", "과학혁신판에 상장한 기업은 몇 곳인가?",
-    "선전시가 발표한 AI 지원 대책은?", "중국 정부는 화웨이 칩을 어떻게 지원하나?", "브로드컴 주가는 얼마나 떨어졌나?",
-    "AMD가 수출하려는 칩은 무엇인가?",
-]
+K = ragqa_default("top_k")
 
 
 # ---------------------------------------------------------------- measuring helpers
 
 
-class StageMeter:
-    """Wall time and peak RSS per build stage, from ragqa's progress callback and a sampling thread."""
-
-    def __init__(self):
-        self.stages: dict[str, dict] = {}
-        self.current = None
-        self.started = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            if self.current:
-                stage = self.stages[self.current]
-                stage["peak_rss_mb"] = max(stage["peak_rss_mb"], rss_mb())
-            time.sleep(0.02)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.current:
-            now = time.perf_counter()
-            if self.current:
-                self.stages[self.current]["seconds"] += now - self.stages[self.current]["_t"]
-            self.stages.setdefault(stage, {"seconds": 0.0, "peak_rss_mb": rss_mb()})["_t"] = now
-            self.current = stage
-
-    def finish(self) -> dict:
-        self("done", 0, 0)
-        self._stop.set()
-        self.stages.pop("done", None)
-        return {k: {"seconds": round(v["seconds"], 2), "peak_rss_mb": round(v["peak_rss_mb"])} for k, v in self.stages.items()}
-
-
-def percentiles(samples: list[float]) -> dict:
-    s = sorted(samples)
-    return {"p50_ms": round(1000 * s[len(s) // 2], 2), "p95_ms": round(1000 * s[min(len(s) - 1, int(0.95 * len(s)))], 2)}
-
-
 def run_process(cmd: list[str], repeat: int = 5, env: dict | None = None) -> dict:
-    """Wall time of a whole process, `repeat` times (median and min)."""
+    """Wall time of a whole process, `repeat` times (p50, p95, min, max in seconds)."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env or os.environ.copy(), cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env or offline_env(), cwd=ROOT)
         times.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-500:]}")
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "runs": repeat}
-
-
-def dir_mb(path: Path) -> float:
-    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6, 1)
+    return percentiles(times, "s", 3)
 
 
 def ragqa_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ragqa", *args]
-
-
-def offline_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGQA_")}
-    return {**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
 # ---------------------------------------------------------------- sections
@@ -112,10 +53,9 @@ def offline_env() -> dict:
 
 def startup() -> dict:
     from ragqa.build import build_index
-    from ragqa.config import Settings
 
     index_dir = WORK / "seeds-index"
-    build_index([ROOT / "seeds"], Settings(index_dir=index_dir, embed_model="none", llm="none"))
+    build_index([SEEDS], bench_settings(index_dir))
     env = offline_env()
     return {
         "help": run_process(ragqa_cmd("--help"), 10, env),
@@ -128,23 +68,20 @@ def startup() -> dict:
     }
 
 
-def scale_child(articles: int) -> dict:
+def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     """One scale, in its own process so that memory figures are its own."""
     import numpy as np
 
     from ragqa import store
     from ragqa.build import build_index
-    from ragqa.config import Settings
     from ragqa.retrieve import Retriever
-    from synth import ADDED, HashEmbedder, add_article, write_corpus
+    from ragqa.synthetic import ADDED, add_article
 
-    corpus = WORK / f"corpus-{articles}"
-    if not corpus.exists():
-        write_corpus(corpus, articles, seed=0)
+    corpus = synthetic_corpus(articles, long_paragraphs)
     (corpus / ADDED).unlink(missing_ok=True)  # left by a run that was killed
     index_dir = WORK / f"index-{articles}"
     shutil.rmtree(index_dir, ignore_errors=True)
-    settings = Settings(index_dir=index_dir, models_dir=WORK / "models", embed_model="none", llm="none")
+    settings = bench_settings(index_dir)
     embedder = HashEmbedder()
 
     meter = StageMeter()
@@ -159,7 +96,7 @@ def scale_child(articles: int) -> dict:
     }
     data = index_dir / store.read_manifest(index_dir)["data_dir"]
     out["disk_mb"] = {
-        "total": dir_mb(data),
+        "total": round(dir_bytes(data) / 1e6, 1),
         "vectors+faiss": round(sum((data / f).stat().st_size for f in ("vectors.npy", "faiss.index")) / 1e6, 1),
         "manifest": round((index_dir / store.MANIFEST).stat().st_size / 1e6, 1),
     }
@@ -167,7 +104,7 @@ def scale_child(articles: int) -> dict:
     start = time.perf_counter()
     index = store.load(index_dir)
     retriever = Retriever(index, settings, embedder=embedder)
-    retriever.search(QUERIES_KO[0], 5, "hybrid")
+    retriever.search(QUERIES_KO[0], K, "hybrid")
     out["load_and_first_search_s"] = round(time.perf_counter() - start, 2)
     out["faiss"] = index.dense["faiss"]
 
@@ -177,11 +114,11 @@ def scale_child(articles: int) -> dict:
     out["search"] = {}
     for mode in ("lexical", "dense", "hybrid"):
         for q in queries[:10]:
-            retriever.search(q, 5, mode)  # warm-up
+            retriever.search(q, K, mode)  # warm-up
         times = []
         for q in queries:
             t = time.perf_counter()
-            retriever.search(q, 5, mode)
+            retriever.search(q, K, mode)
             times.append(time.perf_counter() - t)
         out["search"][mode] = percentiles(times)
 
@@ -216,14 +153,9 @@ def scale_child(articles: int) -> dict:
     return out
 
 
-def scale(articles: int) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__)), "--child-scale", str(articles)], capture_output=True, text=True,
-        env=offline_env(),
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"scale {articles} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def scale(articles: int, long_paragraphs: float = 0.0) -> dict:
+    return child_json([sys.executable, str(Path(__file__)), "--child-scale", str(articles),
+                       "--long-paragraphs", str(long_paragraphs)])
 
 
 def script_json(script: str, *args: str, env: dict | None = None, python: str | None = None) -> dict | None:
@@ -243,14 +175,7 @@ def script_json(script: str, *args: str, env: dict | None = None, python: str | 
 # ---------------------------------------------------------------- tables
 
 
-def table(rows: list[list], header: list[str]) -> str:
-    cells = [[str(c) for c in r] for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "-|-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
+# TODO(lead): ragqa.build.STAGES (the progress stage names build_index reports)
 STAGE_GROUPS = [
     ("parse/clean/chunk", ("scanning", "reading", "chunking")),
     ("tokenize", ("tokenizing",)),
@@ -262,12 +187,12 @@ STAGE_GROUPS = [
 
 
 def report(results: dict) -> str:
-    out = [f"ragqa benchmarks — {results['machine']} — timings, not quality"]
+    out = [f"ragqa benchmarks — {describe(results['machine'])} — timings, not quality"]
     if "startup" in results:
         s = results["startup"]
         out.append("\nStart-up (whole processes, median of runs)")
         out.append(table(
-            [[k, v["median_s"], v["min_s"]] for k, v in s.items()], ["command", "median s", "min s"]
+            [[k, v["p50_s"], v["min_s"]] for k, v in s.items()], ["command", "median s", "min s"]
         ))
     scales = results.get("scale", [])
     if scales:
@@ -282,14 +207,14 @@ def report(results: dict) -> str:
             row += [sc["build_s"], sc["disk_mb"]["total"]]
             rows.append(row)
         out.append(table(rows, ["articles", "chunks", *[g for g, _ in STAGE_GROUPS], "total s", "disk MB"]))
-        out.append("\nSearch, warm (k=5, 100 queries): p50 / p95 ms; FAISS recall@10 vs exact; cold processes")
+        out.append(f"\nSearch, warm (k={K}, 100 queries): p50 / p95 ms; FAISS recall@10 vs exact; cold processes")
         rows = []
         for sc in scales:
             s = sc["search"]
             rows.append([
                 sc["chunks"], sc["faiss"]["kind"],
                 *[f"{s[m]['p50_ms']} / {s[m]['p95_ms']}" for m in ("lexical", "dense", "hybrid")],
-                sc["faiss_recall@10"], sc["cold_hybrid_search"]["median_s"], sc["cold_cli_lexical_search"]["median_s"],
+                sc["faiss_recall@10"], sc["cold_hybrid_search"]["p50_s"], sc["cold_cli_lexical_search"]["p50_s"],
             ])
         out.append(table(rows, ["chunks", "faiss", "lexical", "dense", "hybrid", "recall@10", "cold hybrid s",
                                 "cold CLI lexical s"]))
@@ -311,7 +236,7 @@ def model_tables(results: dict) -> list[str]:
         est = r.get("runs", {}).get("estimated", {})
         if est:
             rows.append([name, f"{r['n_params'] / 1e6:.0f}M", est["passages_per_s"], est.get("hours_per_100k_chunks"),
-                         r.get("query", {}).get("median_ms"), r.get("load_s")])
+                         r.get("query", {}).get("p50_ms"), r.get("load_s")])
     if rows:
         out.append("\nEmbedding models, random weights of the real architectures (speed only)")
         out.append(table(rows, ["preset", "params", "passages/s", "h / 100k chunks", "query ms", "load s"]))
@@ -350,6 +275,10 @@ def main() -> None:
     parser.add_argument("--sections", default="startup,scale,models,peer")
     parser.add_argument("--peer-articles", type=int, default=1000)
     parser.add_argument(
+        "--long-paragraphs", type=float, default=0.0, metavar="SHARE",
+        help="share of synthetic paragraphs written as long as the seeds' multi-article lines (e.g. 0.05)",
+    )
+    parser.add_argument(
         "--full-models", action="store_true",
         help="full embedder timings (~20 min) and the Qwen3-4B quality preset too (default: quick runs)",
     )
@@ -358,35 +287,35 @@ def main() -> None:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.child_scale:
-        print(json.dumps(scale_child(args.child_scale)))
+        print(json.dumps(scale_child(args.child_scale, args.long_paragraphs)))
         return
     sections = set(args.sections.split(","))
     results: dict = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine("ragqa", "numpy", "faiss-cpu", "kiwipiepy", "scikit-learn"),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "long_paragraphs": args.long_paragraphs,
     }
     if "startup" in sections:
-        print("start-up…", file=sys.stderr)
+        log("start-up…")
         results["startup"] = startup()
     if "scale" in sections:
         results["scale"] = []
         for n in [int(x) for x in args.scales.split(",")]:
-            print(f"scale {n} articles…", file=sys.stderr)
+            log(f"scale {n} articles…")
             t = time.perf_counter()
-            results["scale"].append(scale(n))
-            print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            results["scale"].append(scale(n, args.long_paragraphs))
+            log(f"  done in {time.perf_counter() - t:.0f} s")
     if "models" in sections:
-        print("real-cost model timings…", file=sys.stderr)
+        log("real-cost model timings…")
         results["embed_cost"] = script_json("embed_cost.py", *([] if args.full_models else ["--quick"]))
         results["llm_cost"] = script_json("llm_cost.py", *(["--quality"] if args.full_models else []))
     if "peer" in sections:
-        print("peer…", file=sys.stderr)
+        log("peer…")
         peer_python = os.environ.get("RAGQA_BENCH_PEER_PYTHON")
-        results["peer"] = script_json("peer.py", "--articles", str(args.peer_articles), python=peer_python)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+        peer_args = ["--articles", str(args.peer_articles), "--long-paragraphs", str(args.long_paragraphs)]
+        results["peer"] = script_json("peer.py", *peer_args, python=peer_python)
+    write_json(args.out, results)
     print(report(results))
-    print(f"\nwrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,7 @@ def test_no_pickle_or_remote_code_anywhere_in_the_package():
 
 
 def corpus_with(tmp_path, n: int, seed: int):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from synth import write_corpus
+    from ragqa.synthetic import write_corpus
 
     d = tmp_path / f"corpus-{seed}"
     write_corpus(d, n, seed=seed)
@@ -122,7 +121,7 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     build_index([old_corpus], settings)
     before = answers(settings)
     env = subprocess_env()
-    cmd = [sys.executable, "-m", "ragqa", "index", str(new_corpus), "--index-dir", str(settings.index_dir),
+    cmd = [sys.executable, "-m", "ragqa", "index", "--replace", str(new_corpus), "--index-dir", str(settings.index_dir),
            "--embed-model", "none"]
     rng = random.Random(0)
     outcomes = {"old": 0, "new": 0}
@@ -139,17 +138,16 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
             new_answers = new_answers or now
             assert now == new_answers
             outcomes["new"] += 1
-        debris = [p.name for p in settings.index_dir.iterdir() if p.name.startswith((".tmp-", ".manifest-"))]
+        debris = [p.name for p in store.generations(settings.index_dir, None) if p.name != data_dir(settings).name]
         assert len(debris) <= 1  # each build clears what the previous killed one left
         if outcomes["new"]:
-            build_index([old_corpus], settings)  # back to the old corpus for the next round
+            build_index([old_corpus], settings, replace=True)  # back to the old corpus for the next round
             assert answers(settings) == before
     assert outcomes["old"] >= 3
     final = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert final.returncode == 0
     names = sorted(p.name for p in settings.index_dir.iterdir())
-    assert [n for n in names if n.startswith((".tmp-", ".manifest-"))] == []
-    assert len([n for n in names if n.startswith("data-")]) == 1
+    assert names == sorted([".lock", store.INDEX_MARKER, store.MANIFEST, data_dir(settings).name])
 
 
 # ---------------------------------------------------------------- concurrency
@@ -200,8 +198,8 @@ def test_searches_during_rebuilds_see_old_or_new_never_a_mix(tmp_path):
         for i in range(4):
             corpus = large if i % 2 == 0 else small
             subprocess.run(
-                [sys.executable, "-m", "ragqa", "index", str(corpus), "--index-dir", str(settings.index_dir),
-                 "--embed-model", "none"], env=env, check=True, capture_output=True,
+                [sys.executable, "-m", "ragqa", "index", "--replace", str(corpus), "--index-dir",
+                 str(settings.index_dir), "--embed-model", "none"], env=env, check=True, capture_output=True,
             )
     finally:
         stop.set()
