@@ -488,7 +488,10 @@ def read_manifest(index_dir: Path) -> dict:
     if manifest is None:
         if index_dir.is_dir() and any(p.name.startswith("data-") for p in generations(index_dir, None)):
             raise IndexCorrupt(f"{path} is missing; {REBUILD}")
-        raise IndexMissing(f"no index in {index_dir}; build one with `ragqa index [PATH ...]`")
+        raise IndexMissing(
+            f"no index in {index_dir.absolute()}; build one with `ragqa index PATH/TO/ARTICLES`, or point "
+            "--index-dir at an existing index"
+        )
     if not manifest:
         raise IndexCorrupt(f"{path} is not valid JSON; {REBUILD}")
     version = manifest.get("format_version")
