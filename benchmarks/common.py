@@ -296,8 +296,13 @@ class HashEmbedder:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         self.name = f"hash-{dim}"
+        self.engine = "hashing"
         self.dim = dim
         self.query_prompt = self.passage_prompt = ""
+        self.identity = {
+            "engine": self.engine, "model": self.name, "weights": "char-2-3-grams", "dim": dim,
+            "query_prompt": "", "passage_prompt": "",
+        }
         self._hv = HashingVectorizer(
             analyzer="char_wb", ngram_range=(2, 3), n_features=dim, alternate_sign=True, norm="l2"
         )

@@ -404,7 +404,7 @@ def prompt_of(llm, n_tokens: int) -> str:
 def measure_model(path: Path, work: Path, settings, index_dir: Path, tiktoken_python: str | None = None) -> dict:
     from ragqa import store
     from ragqa.answer import ask
-    from ragqa.generate import LocalLLM, answer_schema, grammar_for
+    from ragqa.llm import LocalLLM, answer_schema, grammar_for
     from ragqa.retrieve import Retriever
 
     res: dict = {}

@@ -149,8 +149,7 @@ def ragqa_open(index_dir: Path) -> tuple[dict, dict]:
     index = load(index_dir)
     retriever = Retriever(index, settings, embedder=HashEmbedder())
     opened = time.perf_counter() - t0
-    faiss_info = (index.dense or {}).get("faiss")
-    kind = faiss_info.get("kind") if isinstance(faiss_info, dict) else faiss_info
+    kind = index.dense.store.params.get("kind") if index.dense else None
 
     def search(mode: str, k: int):
         return lambda q: [h.text for h in retriever.search(q, k=k, mode=mode).hits]

@@ -94,7 +94,7 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
         "chunks_per_s": round(report.chunks / build_s), "stages": stages,
         "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stages.values())),
     }
-    data = index_dir / store.read_manifest(index_dir)["data_dir"]
+    data = index_dir / store.read_manifest(index_dir).data_dir
     out["disk_mb"] = {
         "total": round(dir_bytes(data) / 1e6, 1),
         "vectors+faiss": round(sum((data / f).stat().st_size for f in ("vectors.npy", "faiss.index")) / 1e6, 1),
@@ -106,7 +106,7 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     retriever = Retriever(index, settings, embedder=embedder)
     retriever.search(QUERIES_KO[0], K, "hybrid")
     out["load_and_first_search_s"] = round(time.perf_counter() - start, 2)
-    out["faiss"] = index.dense["faiss"]
+    out["faiss"] = dict(index.dense.store.params)
 
     rng = np.random.default_rng(0)
     sample_rows = rng.choice(index.n, size=90, replace=False)
@@ -125,7 +125,7 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     qv = embedder.encode_queries(queries)
     vectors = np.asarray(index.vectors)
     exact = np.argpartition(-(qv @ vectors.T), 10, axis=1)[:, :10]  # the true top 10, as a set
-    _, ids = index.faiss.search(qv, 10)
+    _, ids = index.vector_store.search(qv, 10)
     found = [index.rows_of_ids(row) for row in ids]
     out["faiss_recall@10"] = round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])), 4)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Callable
 
-from .citations import check_sentence
-from .generate import (
-    answer_schema, build_messages, extractive_answer, grammar_for, language_of, parse_answer, select_context,
-)
+from .citations import verify
+from .extractive import extractive_answer
 from .lexical import is_korean
+from .llm import answer_schema, build_messages, grammar_for, language_of, parse_answer, select_context
 from .retrieve import Retriever
-from .schema import Answer, AnswerSentence, Citation
+from .schema import Answer, Citation
 
 NOT_ANSWERABLE = {
     "en": "The articles don't say.",
@@ -111,39 +109,11 @@ def with_next_paragraphs(hits: list, index, top: int = 3) -> tuple[list, dict[st
     return hits + extra, follows
 
 
-# "[000-5cafd9bf:p03]" inside article text (or copied by the model) would read as a citation; real ones are
-# only ever appended by ragqa, so look-alikes in sentence text get different brackets.
-_MARKER = re.compile(r"\[\s*([^\[\]\s]{1,60}:p\d{1,4}(?:\.\d+)?)\s*\]")
-
-
-def neutralize_markers(text: str) -> str:
-    return _MARKER.sub(r"〔\1〕", text)
-
-
-def verify(raw: list[dict], allowed: dict) -> list[AnswerSentence]:
-    """Keep each sentence, flagged: citations must name passages given to the model and back the sentence."""
-    out = []
-    for s in raw:
-        text = neutralize_markers(str(s.get("text", "")).strip())
-        if not text:
-            continue
-        cites = [str(c) for c in dict.fromkeys(s.get("citations") or [])]
-        foreign = [c for c in cites if c not in allowed]
-        cites = [c for c in cites if c in allowed]
-        quote = s.get("quote")
-        if foreign:
-            supported, reason = False, f"cites passages that were not retrieved: {', '.join(foreign)}"
-        else:
-            supported, reason = check_sentence(text, [allowed[c].text for c in cites], quote)
-        out.append(AnswerSentence(text=text, citations=cites, quote=quote, supported=supported, reason=reason))
-    return out
-
-
 def open_llm(settings, explicit: bool, notify: Callable[[str], None] | None = None):
     """(LocalLLM or None, why not). The default preset is downloaded on first use when the hub is
     reachable; an LLM the user named explicitly must load, or this raises."""
     from .errors import ModelUnavailable
-    from .generate import load_llm
+    from .llm import load_llm
     from .models import download_blocker, resolve_llm
 
     spec = settings.llm

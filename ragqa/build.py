@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,11 @@ import numpy as np
 
 from . import store
 from .chunking import CHUNKER_VERSION, chunk_article
+from .manifest import BM25Params, Chunker, Corpus, Lexical, Signature, Store
+from .manifest import Dense as DenseSection
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
-from .lexical import BM25, TOKENIZER_VERSION, tokenize_many
+from .lexical import BM25, TOKENIZER_VERSION, language, tokenize_many
 from .schema import Chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -47,18 +50,15 @@ class BuildReport:
     dropped: list[str] = field(default_factory=list)
 
 
-def _signature(hashes: dict[str, str], settings, embed_spec: str, roots: list[str]) -> dict:
+def _signature(hashes: dict[str, str], settings, embed_spec: str, roots: list[str]) -> Signature:
     """What decides whether an index is up to date (a digest of the files, not the list: a million-chunk
     corpus has a hundred thousand files, and the manifest is read by every search)."""
     listing = json.dumps(sorted(hashes.items()), ensure_ascii=False).encode("utf-8")
-    return {
-        "roots": roots,
-        "files": len(hashes),
-        "files_digest": hashlib.sha256(listing).hexdigest(),
-        "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens},
-        "tokenizer": TOKENIZER_VERSION,
-        "embed": embed_spec,
-    }
+    return Signature(
+        roots=roots, files=len(hashes), files_digest=hashlib.sha256(listing).hexdigest(),
+        chunker=Chunker(version=CHUNKER_VERSION, max_tokens=settings.chunk_max_tokens),
+        tokenizer=TOKENIZER_VERSION, embed=embed_spec,
+    )
 
 
 def file_hashes(found: list[tuple[Path, str, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
@@ -115,19 +115,19 @@ def build_index(
         discovered = discover(roots, exclude=[settings.index_dir])
         hashes, stats = file_hashes(discovered[0], prev.files_info if prev is not None else None)
         signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
-        if prev is not None and prev.manifest.get("signature") == signature and not _dense_now_possible(
+        if prev is not None and prev.manifest.signature == signature and not _dense_now_possible(
             prev, embed_spec, settings
         ):
-            counts = prev.manifest["counts"]
+            corpus = prev.manifest.corpus
             return BuildReport(
-                index_dir=str(settings.index_dir), articles=counts["articles"], chunks=counts["chunks"],
-                files=counts["files"], dropped_lines=counts["dropped_lines"], seconds=time.perf_counter() - t0,
-                up_to_date=True, dense=(prev.dense or {}).get("model"),
-                dense_note=prev.manifest.get("dense_unavailable"), warnings=warnings, sources=signature["roots"],
+                index_dir=str(settings.index_dir), articles=corpus.articles, chunks=corpus.chunks,
+                files=corpus.files, dropped_lines=corpus.dropped_lines, seconds=time.perf_counter() - t0,
+                up_to_date=True, dense=prev.dense.model if prev.dense else None,
+                dense_note=prev.manifest.dense_unavailable, warnings=warnings, sources=signature.roots,
             )
 
         prev_files = {}
-        if prev is not None and (prev.manifest.get("signature") or {}).get("chunker") == signature["chunker"]:
+        if prev is not None and prev.manifest.signature.chunker == signature.chunker:
             prev_files = prev.files_info
 
         def unchanged(key: str, base: str) -> bool:
@@ -150,7 +150,7 @@ def build_index(
             index_dir=str(settings.index_dir), articles=len(articles), chunks=len(chunks), files=len(corpus.files),
             dropped_lines=dropped_lines, seconds=0.0, skipped=corpus.skipped, ignored_files=corpus.ignored,
             warnings=warnings + corpus.warnings, dropped=[d for a in corpus.articles for d in a.dropped],
-            reread_files=sum(not f.reused for f in corpus.files), sources=signature["roots"],
+            reread_files=sum(not f.reused for f in corpus.files), sources=signature.roots,
             added=[k for k in files_info if k not in known],
             updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
             removed=[k for k in known if k not in files_info],
@@ -161,6 +161,10 @@ def build_index(
         flat, offsets = store.ragged(token_ids)
         bm25 = BM25.build(flat, offsets, len(vocab))
         dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder)
+        languages: dict[str, int] = {}
+        for info in files_info.values():
+            for lang, n in info["languages"].items():
+                languages[lang] = languages.get(lang, 0) + n
         contents = store.IndexContents(
             chunks=chunks,
             articles=articles,
@@ -169,36 +173,35 @@ def build_index(
             files_info=files_info,
             vectors=dense.vectors if dense else None,
             bm25=bm25,
-            faiss_index=dense.index if dense else None,
+            vector_store=dense.store if dense else None,
             vector_ids=dense.ids if dense else None,
-            manifest={
+            sections={
                 "signature": signature,
-                "corpus": {
-                    "roots": signature["roots"],
-                    "files": {k: v["sha256"] for k, v in files_info.items()},
-                },
-                "chunker": signature["chunker"],
-                "lexical": {
-                    "tokenizer": TOKENIZER_VERSION, "bm25": {"k1": BM25.K1, "b": BM25.B, "idf": "lucene"},
-                    "vocab_size": len(vocab),
-                },
+                "corpus": Corpus(
+                    roots=signature.roots, files=len(corpus.files), articles=len(articles), chunks=len(chunks),
+                    dropped_lines=dropped_lines, languages=languages,
+                ),
+                "chunker": signature.chunker,
+                "lexical": Lexical(
+                    tokenizer=TOKENIZER_VERSION, bm25=BM25Params(k1=BM25.K1, b=BM25.B, idf="lucene"),
+                    vocab_size=len(vocab),
+                ),
                 "dense": dense.section if dense else None,
                 "dense_unavailable": report.dense_note,
                 "dense_wanted": embed_spec,
-                "counts": {"files": len(corpus.files), "dropped_lines": dropped_lines},
             },
         )
         step("saving", 0, 1)
         store.save(settings.index_dir, contents)
         step("saving", 1, 1)
-    report.dense = dense.section["model"] if dense else None
+    report.dense = dense.section.model if dense else None
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def _roots(paths: list[Path], prev, replace: bool, settings, warnings: list[str]) -> list[Path]:
     """The sources this build indexes, as absolute paths: the previous ones plus `paths`, or `paths` alone."""
-    recorded = [Path(r) for r in ((prev.manifest.get("corpus") or {}).get("roots") or [])] if prev is not None else []
+    recorded = [Path(r) for r in prev.manifest.corpus.roots] if prev is not None else []
     given = [p.absolute() for p in paths]
     if replace or not recorded:
         roots = given or [settings.seeds_dir.absolute()]
@@ -262,12 +265,15 @@ def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], li
                 chunks.extend(doc_chunks)
             files_info[f.key] = info
             continue
+        first = len(chunks)
         for a in f.articles:
             articles.append({"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title})
             chunks.extend(chunk_article(a, settings.chunk_max_tokens))
+        mine = chunks[first:]
         files_info[f.key] = {
             "sha256": f.sha256, "base": f.base, "docs": [a.doc_id for a in f.articles],
             "dropped": sum(len(a.dropped) for a in f.articles),
+            "languages": dict(Counter(language(c.text) for c in mine)),
         }
     return chunks, articles, files_info
 
@@ -305,7 +311,7 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tup
     """Token ids per chunk; chunks the previous index already holds are not re-tokenized."""
     vocab: dict[str, int] = {"": 0}
     out: list[np.ndarray | None] = [None] * len(chunks)
-    if prev is not None and prev.manifest["lexical"].get("tokenizer") == TOKENIZER_VERSION:
+    if prev is not None and prev.manifest.lexical.tokenizer == TOKENIZER_VERSION:
         vocab = dict(prev.vocab)
         flat, offsets = prev.tokens
         flat, off = np.asarray(flat), np.asarray(offsets).tolist()
@@ -326,21 +332,20 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tup
 @dataclass
 class Dense:
     vectors: np.ndarray
-    section: dict  # the manifest's "dense" entry
-    index: object  # the FAISS index
-    ids: np.ndarray | None  # FAISS id per row (IVF only)
+    section: Dense  # the manifest's dense section
+    store: object  # the vectors.VectorStore holding them
+    ids: np.ndarray  # the store's id of each row
 
 
 def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildReport, step: Progress, embedder=None):
-    """Vectors and FAISS index (reusing the previous ones where the text is unchanged), or None."""
+    """Vectors and their store (reusing the previous ones where the text is unchanged), or None."""
     if spec == "none":
         report.dense_note = "built lexical-only on request (--embed-model none)"
         return None
     prev_dense = prev.dense if prev is not None else None
-    same_model = bool(prev_dense) and prev_dense.get("model") == spec
+    same_model = prev_dense is not None and prev_dense.model == spec
     reuse = prev_rows if same_model else np.full(len(chunks), -1, dtype=np.int64)
-    todo = np.flatnonzero(reuse < 0)
-    if len(todo) and embedder is None:
+    if np.any(reuse < 0) and embedder is None:
         from .embed import load_embedder
 
         step("loading embedding model", 0, 0)
@@ -351,7 +356,10 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
                 raise
             report.dense_note = str(e)
             return None
-    dim = embedder.dim if embedder is not None else prev_dense["dim"]
+    if same_model and embedder is not None and _identity(prev_dense) != embedder.identity:
+        reuse = np.full(len(chunks), -1, dtype=np.int64)  # other weights or prompts: no vector can be kept
+    todo = np.flatnonzero(reuse < 0)
+    dim = embedder.dim if embedder is not None else prev_dense.dim
     vectors = np.zeros((len(chunks), dim), dtype=np.float32)
     kept = np.flatnonzero(reuse >= 0)
     if len(kept):
@@ -367,40 +375,41 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
         step("embedding", 0, len(todo))
         vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo.tolist()], progress=advance)
     report.embedded, report.reused_vectors = len(todo), len(kept)
-    section = dict(prev_dense) if embedder is None else {
-        "model": spec, "dim": dim, "normalized": True, "metric": "inner_product",
-        "query_prompt": embedder.query_prompt, "passage_prompt": embedder.passage_prompt,
-    }
     step("vector index", 0, 0)
-    index, ids, faiss_info = _faiss(vectors, reuse if same_model else None, prev)
-    section["faiss"] = faiss_info
-    return Dense(vectors, section, index, ids)
+    vector_store, ids = _vector_store(vectors, reuse, prev if len(kept) else None)
+    identity = embedder.identity if embedder is not None else _identity(prev_dense)
+    section = DenseSection(
+        **identity, normalized=True, metric="inner_product", store=Store(kind="faiss", params=vector_store.params()),
+    )
+    return Dense(vectors, section, vector_store, ids)
 
 
-def _faiss(vectors: np.ndarray, reuse: np.ndarray | None, prev):
-    """(FAISS index, ids per row or None, manifest info). An IVF index of the previous build is updated in
-    place, keeping the ids of unchanged rows, unless the corpus outgrew what it was trained on (4x)."""
+def _identity(dense: DenseSection) -> dict:
+    return dense.model_dump(include={"engine", "model", "weights", "dim", "query_prompt", "passage_prompt"})
+
+
+def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev):
+    """(store, id of each row). A previous IVF store is updated in place, keeping the ids of unchanged rows,
+    while it still fits the corpus (vectors.FaissStore.reusable); otherwise a new store is built."""
+    from .vectors import FAISS_FILE, FaissStore
+
     n = len(vectors)
-    kind = store.faiss_kind(n)
-    if kind == "flat":
-        return store.make_faiss_index(vectors), None, {"kind": "flat"}
-    info = (prev.dense or {}).get("faiss", {}) if prev is not None else {}
-    if reuse is not None and info.get("kind") == "ivf" and prev.vector_ids is not None and 4 * info["trained_on"] >= n:
-        import faiss
-
-        prev_ids = prev.vector_ids
-        ids = np.full(n, -1, dtype=np.int64)
-        claimed = np.zeros(prev.n, dtype=bool)
-        for i in np.flatnonzero(reuse >= 0).tolist():
-            r = int(reuse[i])
-            if not claimed[r]:  # a text repeated in the corpus reuses the stored id once
-                claimed[r] = True
-                ids[i] = prev_ids[r]
-        new = np.flatnonzero(ids < 0)
-        ids[new] = int(prev_ids.max(initial=-1)) + 1 + np.arange(len(new))
-        index = faiss.read_index(str(prev.data / "faiss.index"))
-        store.update_ivf(index, vectors, prev_ids[~claimed], new, ids)
-        return index, ids, {**info, "nlist": index.nlist, "nprobe": index.nprobe}
-    ids = np.arange(n, dtype=np.int64)
-    index = store.make_faiss_index(vectors, ids)
-    return index, ids, {"kind": "ivf", "nlist": index.nlist, "nprobe": index.nprobe, "trained_on": n}
+    params = prev.dense.store.params if prev is not None else {}
+    if not FaissStore.reusable(params, n):
+        ids = np.arange(n, dtype=np.int64)
+        return FaissStore.build(vectors, ids), ids
+    prev_ids = prev.vector_ids
+    ids = np.full(n, -1, dtype=np.int64)
+    claimed = np.zeros(prev.n, dtype=bool)
+    for i in np.flatnonzero(reuse >= 0).tolist():
+        r = int(reuse[i])
+        if not claimed[r]:  # a text repeated in the corpus reuses the stored id once
+            claimed[r] = True
+            ids[i] = prev_ids[r]
+    new = np.flatnonzero(ids < 0)
+    ids[new] = int(prev_ids.max(initial=-1)) + 1 + np.arange(len(new))
+    # read into memory (the searching copy is memory-mapped, read-only) and updated there
+    store = FaissStore.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
+    store.remove(prev_ids[~claimed])
+    store.add(vectors[new], ids[new])
+    return store, ids

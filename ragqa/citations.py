@@ -1,4 +1,4 @@
-"""Check every answer sentence against the passages it cites: IDs, numbers, and content words."""
+"""Check every answer sentence against the passages it cites: IDs, numbers, quotes and content words."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from bisect import bisect_right
 
 from .lexical import appears, concepts, is_korean, tokenize
+from .schema import AnswerSentence
 
 # Share of a sentence's content words that must appear in its cited passages (same-language check), and of
 # a quoted evidence span's characters that must match the passages in order (cross-language check, where
@@ -142,3 +143,31 @@ def check_sentence(text: str, cited: list[str], quote: str | None = None) -> tup
     if share < MIN_SENTENCE_OVERLAP:
         return False, f"only {share:.0%} of its content words appear in the cited passages"
     return True, None
+
+
+# "[000-5cafd9bf:p03]" inside article text (or copied by the model) would read as a citation; real ones are
+# only ever appended by ragqa, so look-alikes in sentence text get different brackets.
+_MARKER = re.compile(r"\[\s*([^\[\]\s]{1,60}:p\d{1,4}(?:\.\d+)?)\s*\]")
+
+
+def neutralize_markers(text: str) -> str:
+    return _MARKER.sub(r"〔\1〕", text)
+
+
+def verify(raw: list[dict], allowed: dict) -> list[AnswerSentence]:
+    """Keep each sentence, flagged: citations must name passages given to the model and back the sentence."""
+    out = []
+    for s in raw:
+        text = neutralize_markers(str(s.get("text", "")).strip())
+        if not text:
+            continue
+        cites = [str(c) for c in dict.fromkeys(s.get("citations") or [])]
+        foreign = [c for c in cites if c not in allowed]
+        cites = [c for c in cites if c in allowed]
+        quote = s.get("quote")
+        if foreign:
+            supported, reason = False, f"cites passages that were not retrieved: {', '.join(foreign)}"
+        else:
+            supported, reason = check_sentence(text, [allowed[c].text for c in cites], quote)
+        out.append(AnswerSentence(text=text, citations=cites, quote=quote, supported=supported, reason=reason))
+    return out

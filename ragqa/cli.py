@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import IndexMismatch, IndexMissing, ModelUnavailable, RagqaError, UsageError
+from .errors import IndexMismatch, RagqaError, UsageError
 
 app = typer.Typer(
     name="ragqa",
@@ -238,16 +238,13 @@ def index_cmd(
     all up to date, `--replace` makes PATHS the only ones. Each run says which files were added, updated
     and removed.
     """
-    from .build import build_index
-
     if replace and not paths:
         raise UsageError("--replace needs the folders or files the index should hold, e.g. `ragqa index --replace news/`")
     settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model)
-    explicit = embed_model is not None or "RAGQA_EMBED_MODEL" in os.environ
     progress = StageProgress()
     try:
-        report = build_index(
-            paths or [], settings, embed_explicit=explicit, progress=progress, strict=strict, lock_wait=wait, replace=replace,
+        report = open_engine(settings).index(
+            paths or [], replace=replace, strict=strict, progress=progress, lock_wait=wait,
             on_wait=lambda pid: err(f"waiting for another ragqa build of {settings.index_dir} (pid {pid})…"),
         )
     finally:
@@ -298,15 +295,13 @@ def search_cmd(
     debug: Debug = False,
 ):
     """Find the passages that best match QUERY."""
-    from . import store
-    from .retrieve import Retriever, clean_query
+    from .retrieve import clean_query
 
     clean_query(query)  # a usage error before any loading
     settings = settings_from(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k, mode=mode and mode.value
     )
-    retriever = Retriever(store.load(settings.index_dir), settings, embed_explicit=embed_model is not None)
-    result = retriever.search(query, settings.top_k, settings.mode)
+    result = open_engine(settings, build_missing=False).search(query)
     for note in result.notes:
         err(f"note: {note}")
     if json_out:
@@ -329,39 +324,13 @@ LLMOpt = Annotated[
 ]
 
 
-def open_index(settings, progress_factory=None):
-    """Load the index, building it from the seeds folder first if there is none."""
-    from . import store
-    from .build import build_index
+def open_engine(settings, build_missing: bool = True):
+    """An Engine for a command: notes to stderr, a progress display for an index built on first use."""
+    from .engine import Engine
 
-    try:
-        return store.load(settings.index_dir)
-    except IndexMissing:
-        if not settings.seeds_dir.is_dir():
-            raise IndexMissing(
-                f"no index in {settings.index_dir.absolute()}: index your articles first with `ragqa index "
-                "PATH/TO/ARTICLES`, or point --index-dir (RAGQA_INDEX_DIR) at an existing index"
-            ) from None
-        err(f"no index in {settings.index_dir} yet: building one from {settings.seeds_dir}/ first")
-        progress = StageProgress()
-        try:
-            report = build_index([settings.seeds_dir], settings, progress=progress)
-        finally:
-            progress.close()
-        if report.dense_note:
-            err(f"note: lexical-only index — {report.dense_note}")
-        return store.load(settings.index_dir)
-
-
-def open_for_answers(settings, embed_model: str | None, llm: str | None):
-    """(index, retriever, LLM or None, why no LLM): what ask, repl and eval load once."""
-    from .answer import open_llm
-    from .retrieve import Retriever
-
-    index = open_index(settings)
-    retriever = Retriever(index, settings, embed_explicit=embed_model is not None)
-    model, why_not = open_llm(settings, explicit=llm is not None or "RAGQA_LLM" in os.environ, notify=err)
-    return index, retriever, model, why_not
+    engine = Engine(settings, notify=err, build_missing=build_missing)
+    engine.progress = StageProgress()
+    return engine
 
 
 @app.command("ask")
@@ -382,7 +351,6 @@ def ask_cmd(
 ):
     """Answer QUESTION from the articles; every sentence cites the passages it rests on."""
     from . import render
-    from .answer import ask
     from .retrieve import clean_query
 
     clean_query(question)
@@ -390,17 +358,19 @@ def ask_cmd(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
         mode=mode and mode.value, llm=llm,
     )
-    index, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
+    engine = open_engine(settings)
+    engine.opened  # noqa: B018 - build it on first use before the LLM is loaded
+    model = engine.llm
     stream = render.AnswerStream() if model is not None and not json_out and sys.stdout.isatty() else None
     if stream:
         print(render.label_for_llm(model.name))
-    answer = ask(question, retriever, settings, llm=model, on_text=stream, llm_note=why_not)
+    answer = engine.ask(question, on_text=stream)
     if stream:
         stream.finish(answer)
     for note in answer.notes:
         err(f"note: {note}")
     err(render.timing_line(answer))
-    texts = index.texts_of(r["chunk_id"] for r in answer.retrieved) if show_context else None
+    texts = engine.opened.texts_of(r["chunk_id"] for r in answer.retrieved) if show_context else None
     if json_out:
         out = answer.model_dump()
         if texts is not None:
@@ -433,15 +403,14 @@ def repl_cmd(
         index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, top_k=top_k,
         mode=mode and mode.value, llm=llm,
     )
-    index, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
-    if retriever.has_dense:
-        try:
-            retriever.embedder()  # load now, not on the first question
-        except ModelUnavailable as e:
-            err(f"note: dense search unavailable ({e})")
+    engine = open_engine(settings)
+    engine.opened  # noqa: B018 - build it on first use before the models are loaded
+    why_not = engine.load_embedder()  # now, not on the first question
     if why_not:
-        err(f"note: extractive answers ({why_not})")
-    raise typer.Exit(run(Session(index, retriever, settings, llm=model, llm_note=why_not)))
+        err(f"note: dense search unavailable ({why_not})")
+    if engine.llm_note:
+        err(f"note: extractive answers ({engine.llm_note})")
+    raise typer.Exit(run(Session(engine)))
 
 
 # ---------------------------------------------------------------- eval
@@ -500,12 +469,14 @@ def eval_cmd(
     cases = load_gold(gold or settings.seeds_dir / "gold_qa.jsonl", warn=lambda w: err(f"warning: {w}"))[:limit]
     if out:
         check_out_dir(out)  # before the evaluation, not after it
-    _, retriever, model, why_not = open_for_answers(settings, embed_model, llm)
+    engine = open_engine(settings)
+    engine.opened  # noqa: B018 - build it on first use before the LLM is loaded
+    model, why_not = engine.llm, engine.llm_note
     err(f"evaluating {len(cases)} questions × {len(modes)} mode(s) with the {'LLM ' + model.name if model else 'extractive'} backend"
         + (f" ({why_not})" if why_not else ""))
     progress = StageProgress()
     try:
-        result = evaluate(cases, retriever, settings, modes, llm=model, progress=lambda d, t: progress("questions", d, t))
+        result = evaluate(cases, engine, modes, progress=lambda d, t: progress("questions", d, t))
     finally:
         progress.close()
     for note in result["notes"]:

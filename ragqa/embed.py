@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Protocol
@@ -17,18 +18,40 @@ def passages_per_call(batch_size: int) -> int:
 
 
 class Embedder(Protocol):
-    name: str
+    name: str  # the spec it was asked for: a preset, a hub repo id, a folder
+    engine: str
     dim: int
     query_prompt: str
     passage_prompt: str
+
+    @property
+    def identity(self) -> dict:
+        """engine, model, weights, dim and prompts: what the manifest records and loading compares."""
 
     def encode_queries(self, texts: list[str]) -> np.ndarray: ...
 
     def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray: ...
 
 
+def weights_digest(folder: Path) -> str:
+    """A cheap identity of a model folder's weights: its configuration files' bytes and its weight files'
+    names and sizes (hashing gigabytes of weights on every load would cost seconds)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or ".cache" in p.parts or p.name.startswith("."):
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if p.suffix in (".json", ".txt", ".model"):
+            h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
+        elif p.suffix in (".safetensors", ".bin", ".onnx", ".pt"):
+            h.update(f"{rel}\0{p.stat().st_size}\0".encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder (never from the network)."""
+
+    engine = "sentence-transformers"
 
     def __init__(
         self,
@@ -69,6 +92,14 @@ class SentenceTransformerEmbedder:
         self.query_prompt = query_prompt or prompts.get("query", "")
         self.passage_prompt = passage_prompt or prompts.get("document", prompts.get("passage", ""))
         self.batch_size = batch_size
+        self.weights = weights_digest(Path(path))
+
+    @property
+    def identity(self) -> dict:
+        return {
+            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
+            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
+        }
 
     def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
         vecs = self.model.encode(
@@ -94,8 +125,12 @@ class SentenceTransformerEmbedder:
         return out
 
 
-def load_embedder(spec: str, settings, allow_download: bool = True) -> SentenceTransformerEmbedder:
-    """The embedder named by `spec` (preset, repo id or folder); downloads it first when allowed."""
+ENGINES = {"sentence-transformers": SentenceTransformerEmbedder}
+
+
+def load_embedder(spec: str, settings, allow_download: bool = True) -> Embedder:
+    """The embedder named by `spec` (preset, repo id or folder), served by its preset's engine; downloads
+    it first when allowed."""
     from .models import ensure_embedder, resolve_embedder
 
     if allow_download:
@@ -106,7 +141,7 @@ def load_embedder(spec: str, settings, allow_download: bool = True) -> SentenceT
             raise ModelUnavailable(
                 f"embedding model '{spec}' is not in {settings.models_dir}; run `ragqa models pull {spec}`"
             )
-    return SentenceTransformerEmbedder(
+    return ENGINES[preset.engine](
         path,
         name=spec,
         query_prompt=preset.query_prompt,

@@ -12,7 +12,6 @@ from typing import Callable
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .answer import ask
 from .errors import RagqaError, UsageError
 from .retrieve import clean_query
 from .schema import Answer
@@ -214,12 +213,12 @@ def citation_scores(answer: Answer, gold: set[str], known: set[str]) -> dict:
 # ---------------------------------------------------------------- running
 
 
-def run_case(case: EvalCase, retriever, settings, mode: str, llm, gold: set[str], known: set[str]) -> dict:
+def run_case(case: EvalCase, engine, mode: str, gold: set[str], known: set[str]) -> dict:
     start = time.perf_counter()
-    ranked_hits = retriever.search(case.question, DEPTH, mode).hits
+    ranked_hits = engine.search(case.question, DEPTH, mode).hits
     retrieval_s = time.perf_counter() - start
     ranked = [h.chunk_id for h in ranked_hits]
-    answer = ask(case.question, retriever, settings, llm=llm, mode=mode)
+    answer = engine.ask(case.question, mode=mode)
     row = {
         "id": case.id, "lang": case.lang, "mode": answer.mode, "question": case.question,
         "answerable": case.answerable, "gold": sorted(gold), "ranked": ranked,
@@ -304,21 +303,19 @@ def summarize(rows: list[dict]) -> dict:
 
 def evaluate(
     cases: list[EvalCase],
-    retriever,
-    settings,
+    engine,
     modes: list[str],
-    llm=None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Run every case in every mode; returns {'rows': [...], 'summary': {mode: {lang: metrics}}, ...}."""
-    index = retriever.index
+    index, llm = engine.opened, engine.llm
     chunk_texts = dict(zip(index.chunk_ids, index.texts.all()))
     golds = {case.id: gold_chunks(case, chunk_texts) if case.answerable else set() for case in cases}
     known = set(index.chunk_ids)
     rows, notes, done = [], [], 0
     total = len(cases) * len(modes)
     for mode in modes:
-        if mode != "lexical" and not retriever.has_dense:
+        if mode != "lexical" and not engine.retriever.has_dense:
             if mode == "hybrid" and "lexical" not in modes:  # what `search` does too: hybrid falls back to BM25
                 notes.append("mode hybrid evaluated as lexical: the index is lexical-only")
                 mode = "lexical"
@@ -327,7 +324,7 @@ def evaluate(
                 done += len(cases)
                 continue
         for case in cases:
-            rows.append(run_case(case, retriever, settings, mode, llm, golds[case.id], known) | {"requested_mode": mode})
+            rows.append(run_case(case, engine, mode, golds[case.id], known) | {"requested_mode": mode})
             done += 1
             if progress:
                 progress(done, total)
@@ -346,7 +343,7 @@ def evaluate(
         "backend": "llm" if llm is not None else "extractive",
         "llm": getattr(llm, "name", None),
         "modes": modes,
-        "k": settings.top_k,
+        "k": engine.settings.top_k,
         "summary": summary,
         "worst": [{k: r[k] for k in ("id", "mode", "lang", "question", "why", "answer")} for r in worst],
         "notes": notes,

@@ -321,6 +321,13 @@ def is_korean(text: str) -> bool:
     return hangul > 0 and hangul * 3 >= latin
 
 
+def language(text: str) -> str:
+    """'ko', 'en' (Latin script) or 'other': the language mix the manifest records."""
+    if is_korean(text):
+        return "ko"
+    return "en" if _LATIN_CHAR.search(text) else "other"
+
+
 # ---------------------------------------------------------------- BM25
 
 

@@ -24,6 +24,7 @@ class EmbedPreset:
     max_seq_length: int = 512
     note: str = ""
     kind: str = "embed"
+    engine: str = "sentence-transformers"  # which class of ragqa.embed.ENGINES serves it
     # Only what sentence-transformers needs: skip the ONNX/OpenVINO copies and legacy .bin weights.
     allow: tuple[str, ...] = (
         "*.json", "*.safetensors", "sentencepiece.bpe.model", "*.txt", "1_Pooling/*", "modules.json",

@@ -8,7 +8,7 @@ import sys
 
 from rich.cells import cell_len, get_character_cell_size
 
-from .generate import scan_sentences
+from .llm import scan_sentences
 from .schema import Answer
 
 PIPE_WIDTH = 100  # cells a line when stdout is a file or a pipe: what a reader's editor shows comfortably

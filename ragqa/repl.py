@@ -141,7 +141,7 @@ def names(text: str) -> list[str]:
 def subject(text: str) -> list[str]:
     """Content tokens of the first subject or topic of a Korean question: '그럼 중국 정부는?' -> ['중국',
     '정부']; the question word of '…이유는?' is no subject."""
-    from .generate import _QUESTION_WORDS
+    from .extractive import QUESTION_WORDS as _QUESTION_WORDS
 
     run: list = []
     for form, tag, start, length in _morphs(text):
@@ -182,7 +182,7 @@ class Conversation:
             rewritten = rewrite_with_llm(llm, self.turns, question)
             if rewritten:
                 return Plan(rewritten, note=f"rewritten as “{rewritten}”")
-        from .generate import _QUESTION_WORDS
+        from .extractive import QUESTION_WORDS as _QUESTION_WORDS
 
         previous = self.turns[-1]
         own = [t for t in dict.fromkeys(tokenize(question)) if t not in _QUESTION_WORDS]
@@ -238,7 +238,7 @@ Keep its language. Output only the rewritten question."""
 
 
 def rewrite_with_llm(llm, turns: list[Turn], question: str) -> str | None:
-    from .generate import grammar_for, sanitize
+    from .llm import grammar_for, sanitize
 
     history = "\n".join(f"Q: {sanitize(t.question)}\nA: {sanitize(t.answer[:300])}" for t in turns)
     messages = [
@@ -259,16 +259,17 @@ def rewrite_with_llm(llm, turns: list[Turn], question: str) -> str | None:
 
 
 class Session:
-    """State of one REPL: index, retriever and models loaded once, settings adjustable by commands."""
+    """State of one REPL over one Engine (index and models loaded once); k and mode adjustable by commands."""
 
-    def __init__(self, index, retriever, settings, llm=None, llm_note=None, out=None, err=None):
-        self.index = index
-        self.retriever = retriever
-        self.settings = settings
-        self.llm = llm
-        self.llm_note = llm_note
-        self.k = settings.top_k
-        self.mode = settings.mode
+    def __init__(self, engine, out=None, err=None):
+        self.engine = engine
+        self.index = engine.opened
+        self.retriever = engine.retriever
+        self.settings = engine.settings
+        self.llm = engine.llm
+        self.llm_note = engine.llm_note
+        self.k = self.settings.top_k
+        self.mode = self.settings.mode
         self.conversation = Conversation()
         self.last = None
         self.out = out or sys.stdout

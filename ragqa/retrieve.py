@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import numpy as np
-
 from .config import MODES
 from .errors import IndexMismatch, ModelUnavailable, RagqaError, UsageError
 from .lexical import TOKENIZER_VERSION, tokenize
+from .manifest import check_embedder
 from .schema import SearchResult
 from .store import Index
 
@@ -39,6 +38,11 @@ def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def hybrid_depth(k: int) -> int:
+    """How deep each ranking goes before fusion: RRF needs more than the k it returns."""
+    return max(50, 4 * k)
+
+
 class Retriever:
     """Search one index; the embedding model is loaded on the first dense query and kept."""
 
@@ -47,16 +51,16 @@ class Retriever:
         self.settings = settings
         self._embedder = embedder
         self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
-        tokenizer = index.manifest["lexical"].get("tokenizer")
+        tokenizer = index.manifest.lexical.tokenizer
         if tokenizer != TOKENIZER_VERSION:  # queries would be tokenized differently from the passages
             raise IndexMismatch(
                 f"the index in {index.dir} was tokenized by another ragqa version ({tokenizer}; this one uses "
                 f"{TOKENIZER_VERSION}): run `ragqa index --index-dir {index.dir}` to update it"
             )
         dense = index.dense
-        if dense and embed_explicit and settings.embed_model not in (dense["model"], "none"):
+        if dense and embed_explicit and settings.embed_model not in (dense.model, "none"):
             raise IndexMismatch(
-                f"the index was built with embedding model '{dense['model']}' ({dense['dim']}-d) but "
+                f"the index was built with embedding model '{dense.model}' ({dense.dim}-d) but "
                 f"'{settings.embed_model}' was requested: rebuild with `ragqa index --embed-model "
                 f"{settings.embed_model}` or drop the option"
             )
@@ -72,12 +76,8 @@ class Retriever:
             from .embed import load_embedder
 
             try:
-                emb = load_embedder(self.index.dense["model"], self.settings)
-                if emb.dim != self.index.dense["dim"]:
-                    raise IndexMismatch(
-                        f"embedding model '{emb.name}' gives {emb.dim}-d vectors but the index holds "
-                        f"{self.index.dense['dim']}-d ones; rebuild with `ragqa index`"
-                    )
+                emb = load_embedder(self.index.dense.model, self.settings)
+                check_embedder(self.index.dense, emb.identity)
             except (ModelUnavailable, IndexMismatch) as e:
                 self._embed_error = e  # a REPL or eval run does not load a model that cannot work again
                 raise
@@ -88,13 +88,8 @@ class Retriever:
         return self.index.bm25.search(tokenize(query), k)
 
     def dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        import faiss
-
-        # One query is a few milliseconds of work; OpenMP threads only add overhead, and when the cores are
-        # busy (an LLM generating, another process) their spin-waits made a 100k-vector search 5x slower.
-        faiss.omp_set_num_threads(1)
         vec = self.embedder().encode_queries([query])
-        scores, ids = self.index.faiss.search(np.ascontiguousarray(vec, dtype=np.float32), min(k, self.index.n))
+        scores, ids = self.index.vector_store.search(vec, k)
         rows = self.index.rows_of_ids(ids[0])
         return [(int(r), float(s)) for r, s in zip(rows, scores[0]) if r >= 0]
 
@@ -106,7 +101,7 @@ class Retriever:
             raise UsageError(f"unknown mode {mode!r}: choose hybrid, dense or lexical")
         if mode != "lexical" and not self.has_dense:
             if mode == "dense":
-                wanted = self.index.manifest.get("dense_wanted") or "e5-small"
+                wanted = self.index.manifest.dense_wanted
                 fix = f"`ragqa models pull {wanted}`, then " if wanted != "none" else ""
                 raise RagqaError(
                     "this index is lexical-only (built without an embedding model): use --mode lexical, or "
@@ -125,7 +120,7 @@ class Retriever:
         elif mode == "dense":
             ranked = self.dense(query, k)
         else:
-            depth = max(50, 4 * k)
+            depth = hybrid_depth(k)
             lex = [r for r, _ in self.lexical(query, depth)]
             den = [r for r, _ in self.dense(query, depth)]
             fused = rrf([lex, den], self.settings.rrf_k)[:k]

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing, IndexWriteFailed, NotAnIndex, UsageError
+from .errors import IndexBusy, IndexCorrupt, IndexMissing, IndexWriteFailed, NotAnIndex, UsageError
+from .manifest import FORMAT, FORMAT_VERSION, Manifest
 from .schema import Chunk, Hit
 
-FORMAT = "ragqa-index"
-FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 INDEX_MARKER = ".ragqa-index"
@@ -114,10 +113,10 @@ class IndexContents:
     vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
     files_info: dict  # per source file: sha256, ID base, article IDs, dropped lines, size and mtime
     vectors: np.ndarray | None
-    manifest: dict = field(default_factory=dict)  # corpus, chunker, lexical, dense sections
+    sections: dict = field(default_factory=dict)  # the manifest's signature, corpus, chunker, lexical, dense...
     bm25: object = None  # lexical.BM25 over `tokens`
-    faiss_index: object = None  # built by the caller (possibly updated in place from the previous index)
-    vector_ids: np.ndarray | None = None  # FAISS id of each row, for IVF indexes (flat ones use row numbers)
+    vector_store: object = None  # a vectors.VectorStore holding `vectors` under `vector_ids`
+    vector_ids: np.ndarray | None = None  # the store's id of each row
 
 
 # ---------------------------------------------------------------- ownership and locking
@@ -280,6 +279,7 @@ def _fsync_tree(path: Path) -> None:
 
 def write_data(tmp: Path, contents: IndexContents) -> dict:
     """Write every data file into `tmp`; returns the manifest's 'files' section (name -> bytes)."""
+    write_strings(tmp / "chunk_id", [c.chunk_id for c in contents.chunks])
     write_strings(tmp / "chunk_text", [c.text for c in contents.chunks])
     write_strings(tmp / "chunk_hash", [c.hash for c in contents.chunks])
     doc_index = {a["doc_id"]: i for i, a in enumerate(contents.articles)}
@@ -291,68 +291,14 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
     (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
     contents.bm25.save(tmp)
     if contents.vectors is not None:
-        import faiss
-
         np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
-        if contents.vector_ids is not None:
-            np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
-        faiss.write_index(contents.faiss_index, str(tmp / "faiss.index"))
+        np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
+        contents.vector_store.save(tmp)
     return {
         p.relative_to(tmp).as_posix(): p.stat().st_size
         for p in sorted(tmp.rglob("*"))
         if p.is_file() and p.name != GEN_MARKER
     }
-
-
-# Exact search while it is cheap (a flat scan of 100k 384-d vectors takes ~4 ms on 2 cores); above that an
-# IVF index: on the benchmark corpora its recall@10 against exact search was higher than HNSW's at the same
-# speed, it builds several times faster, and it can take new vectors and drop old ones without a rebuild.
-FLAT_MAX = 100_000
-
-
-def ivf_params(n: int) -> tuple[int, int]:
-    """(nlist, nprobe) for n vectors: ~4·sqrt(n) lists (each trained on >= 39 points, as FAISS wants),
-    probing enough of them for recall@10 >= 0.95 on the benchmark corpora."""
-    nlist = max(1, min(65536, int(4 * np.sqrt(n)), n // 39))
-    return nlist, min(nlist, max(16, nlist // 64))
-
-
-def faiss_kind(n: int) -> str:
-    return "flat" if n <= FLAT_MAX else "ivf"
-
-
-def make_faiss_index(vectors: np.ndarray, ids: np.ndarray | None = None):
-    """A new FAISS index over `vectors`: exact inner product, or a trained IVF holding `ids`."""
-    import faiss
-
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is batch work: use every core
-    n, dim = vectors.shape
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if faiss_kind(n) == "flat":
-        index = faiss.IndexFlatIP(dim)
-        if n:
-            index.add(vectors)
-        return index
-    nlist, nprobe = ivf_params(n)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    sample = np.random.default_rng(0).choice(n, size=min(n, nlist * 64), replace=False)
-    index.train(vectors[np.sort(sample)])
-    index.nprobe = nprobe
-    index.add_with_ids(vectors, ids if ids is not None else np.arange(n, dtype=np.int64))
-    return index
-
-
-def update_ivf(index, vectors: np.ndarray, remove: np.ndarray, add_rows: np.ndarray, ids: np.ndarray):
-    """Bring a previous IVF index up to date in place: drop `remove` ids, add the rows `add_rows`."""
-    import faiss
-
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    if len(remove):
-        index.remove_ids(np.ascontiguousarray(remove, dtype=np.int64))
-    if len(add_rows):
-        index.add_with_ids(np.ascontiguousarray(vectors[add_rows], dtype=np.float32), ids[add_rows])
-    index.nprobe = ivf_params(index.ntotal)[1]
-    return index
 
 
 _WRITE_ERRORS = {
@@ -408,22 +354,10 @@ def save(index_dir: Path, contents: IndexContents) -> dict:
 def _manifest(generation: str, data_dir: str, files: dict, contents: IndexContents) -> dict:
     from . import __version__
 
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "ragqa_version": __version__,
-        "generation": generation,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data_dir": data_dir,
-        **contents.manifest,
-        "counts": {
-            "articles": len(contents.articles),
-            "chunks": len(contents.chunks),
-            **contents.manifest.get("counts", {}),
-        },
-        "files": files,
-        "chunk_ids": [c.chunk_id for c in contents.chunks],
-    }
+    return Manifest(
+        format=FORMAT, format_version=FORMAT_VERSION, ragqa_version=__version__, generation=generation,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_dir=data_dir, files=files, **contents.sections,
+    ).model_dump(mode="json")
 
 
 def _generation_marker(folder: Path) -> str | None:
@@ -479,8 +413,10 @@ def cleanup(index_dir: Path) -> list[str]:
 # ---------------------------------------------------------------- load
 
 
-def read_manifest(index_dir: Path) -> dict:
+def read_manifest(index_dir: Path) -> Manifest:
     """The validated manifest of the index in index_dir. Reads only: creates nothing."""
+    from .manifest import validate
+
     path = index_dir / MANIFEST
     if index_dir.exists() and not index_dir.is_dir():
         raise NotAnIndex(f"{index_dir} is a file, not an index folder; {CHOOSE}")
@@ -494,47 +430,31 @@ def read_manifest(index_dir: Path) -> dict:
         )
     if not manifest:
         raise IndexCorrupt(f"{path} is not valid JSON; {REBUILD}")
-    version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise IndexCorrupt(f"{path} has no valid format_version; {REBUILD}")
-    if version > FORMAT_VERSION:
-        raise IndexMismatch(
-            f"{index_dir} was written by a newer ragqa ({manifest.get('ragqa_version', '?')}, index format "
-            f"{version}; this one reads {FORMAT_VERSION}): upgrade ragqa or {REBUILD}"
-        )
-    if version < FORMAT_VERSION:
-        raise IndexMismatch(f"{index_dir} uses old index format {version}; {REBUILD}")
-    for key in ("data_dir", "files", "chunk_ids", "lexical"):
-        if key not in manifest:
-            raise IndexCorrupt(f"{path} lacks '{key}'; {REBUILD}")
-    dense = manifest.get("dense")
-    if dense is not None and not (isinstance(dense.get("dim"), int) and dense["dim"] > 0):
-        raise IndexCorrupt(f"{path} has an invalid dense.dim ({dense.get('dim')!r}); {REBUILD}")
-    return manifest
+    return validate(manifest, str(path))
 
 
 class Index:
     """A loaded, validated index generation. Large arrays stay memory-mapped."""
 
-    def __init__(self, index_dir: Path, manifest: dict):
+    def __init__(self, index_dir: Path, manifest: Manifest):
         self.dir = index_dir
         self.manifest = manifest
-        self.data = index_dir / manifest["data_dir"]
+        self.data = index_dir / manifest.data_dir
         if not self.data.is_dir():
             raise FileNotFoundError(self.data)
-        for name, size in manifest["files"].items():
+        for name, size in manifest.files.items():
             actual = (self.data / name).stat().st_size
             if actual != size:
                 raise IndexCorrupt(f"{name} is {actual} bytes, the manifest says {size} (truncated?); {REBUILD}")
-        self.chunk_ids: list[str] = manifest["chunk_ids"]
-        self.n = len(self.chunk_ids)
+        self.n = manifest.corpus.chunks
+        self.ids = StringTable(self.data / "chunk_id")
         self.texts = StringTable(self.data / "chunk_text")
         self.hashes = StringTable(self.data / "chunk_hash")
         self.chunk_doc = np.load(self.data / "chunk_doc.npy", mmap_mode="r", allow_pickle=False)
         self.articles: list[dict] = json.loads((self.data / "articles.json").read_text(encoding="utf-8"))
-        if not (len(self.texts) == len(self.hashes) == len(self.chunk_doc) == self.n):
+        if not (len(self.ids) == len(self.texts) == len(self.hashes) == len(self.chunk_doc) == self.n):
             raise IndexCorrupt(
-                f"chunk table has {len(self.texts)} rows but the manifest lists {self.n} chunk IDs; {REBUILD}"
+                f"the chunk table has {len(self.texts)} rows but the manifest counts {self.n} chunks; {REBUILD}"
             )
         from .lexical import BM25
 
@@ -549,71 +469,64 @@ class Index:
             raise IndexCorrupt(f"BM25 index refers to chunks beyond the {self.n} in the table; {REBUILD}")
         if len(self.vocab) != len(self._bm25.indptr) - 1:
             raise IndexCorrupt(f"vocab.json has {len(self.vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
-        self._faiss_fd = None
+        self._store_fd = None
         if self.dense is not None:
             self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
             self.vector_ids  # noqa: B018
-            # FAISS loads lazily (only dense searches need it); an open descriptor keeps the file readable
-            # even if a newer build removes this generation first.
-            self._faiss_fd = os.open(self.data / "faiss.index", os.O_RDONLY)
+            # The vector store loads lazily (only dense searches need it); an open descriptor keeps its file
+            # readable even if a newer build removes this generation first.
+            from .vectors import FAISS_FILE
+
+            self._store_fd = os.open(self.data / FAISS_FILE, os.O_RDONLY)
 
     def __del__(self):
-        if getattr(self, "_faiss_fd", None) is not None:
-            os.close(self._faiss_fd)
+        if getattr(self, "_store_fd", None) is not None:
+            os.close(self._store_fd)
 
     @property
-    def dense(self) -> dict | None:
-        return self.manifest.get("dense")
+    def dense(self):
+        """The manifest's dense section (manifest.Dense), or None for a lexical-only index."""
+        return self.manifest.dense
 
     @property
     def bm25(self):
         return self._bm25
 
     @cached_property
-    def faiss(self):
-        import faiss
+    def vector_store(self):
+        """The vector store (vectors.VectorStore) the manifest names."""
+        from .vectors import FAISS_FILE, STORES
 
-        path = f"/proc/self/fd/{self._faiss_fd}" if os.path.exists("/proc/self/fd") else str(self.data / "faiss.index")
-        try:
-            index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:
-            try:
-                index = faiss.read_index(path)
-            except RuntimeError as e:
-                raise IndexCorrupt(f"FAISS index unreadable ({str(e).splitlines()[0][:120]}); {REBUILD}") from None
-        if index.ntotal != self.n or index.d != self.dense["dim"]:
-            raise IndexCorrupt(
-                f"FAISS index holds {index.ntotal}×{index.d} vectors, expected {self.n}×{self.dense['dim']}; {REBUILD}"
-            )
-        if hasattr(index, "nprobe"):
-            index.nprobe = ivf_params(self.n)[1]
-        return index
+        fd_path = f"/proc/self/fd/{self._store_fd}"
+        path = fd_path if os.path.exists(fd_path) else str(self.data / FAISS_FILE)
+        return STORES[self.dense.store.kind].load(path, self.dense.store.params, self.n, self.dense.dim)
 
     @cached_property
-    def vector_ids(self) -> np.ndarray | None:
-        """FAISS id of each row for IVF indexes (None: the id is the row)."""
-        path = self.data / "vector_ids.npy"
-        return np.load(path, allow_pickle=False) if path.exists() else None
+    def vector_ids(self) -> np.ndarray:
+        """The vector store's id of each row."""
+        ids = np.load(self.data / "vector_ids.npy", allow_pickle=False)
+        if ids.shape != (self.n,):
+            raise IndexCorrupt(f"vector_ids.npy has shape {ids.shape}, expected ({self.n},); {REBUILD}")
+        return ids
 
     @cached_property
     def _id_order(self) -> np.ndarray:
         return np.argsort(self.vector_ids, kind="stable")
 
     def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Rows holding the given FAISS ids (-1 padding from FAISS stays -1)."""
+        """Rows holding the given vector ids (-1 for a missing result stays -1)."""
         ids = np.asarray(ids, dtype=np.int64)
-        if self.vector_ids is None:
-            return ids
+        if not self.n:
+            return np.full(len(ids), -1, dtype=np.int64)
         order = self._id_order
-        pos = np.clip(np.searchsorted(self.vector_ids[order], ids), 0, max(len(order) - 1, 0))
-        rows = order[pos]
+        rows = order[np.clip(np.searchsorted(self.vector_ids[order], ids), 0, self.n - 1)]
         return np.where((ids >= 0) & (self.vector_ids[rows] == ids), rows, -1)
 
     @cached_property
     def vectors(self) -> np.ndarray:
         vecs = np.load(self.data / "vectors.npy", mmap_mode="r", allow_pickle=False)
-        if vecs.shape != (self.n, self.dense["dim"]):
-            raise IndexCorrupt(f"vectors.npy has shape {vecs.shape}, expected ({self.n}, {self.dense['dim']}); {REBUILD}")
+        if vecs.shape != (self.n, self.dense.dim):
+            raise IndexCorrupt(f"vectors.npy has shape {vecs.shape}, expected ({self.n}, {self.dense.dim}); {REBUILD}")
         return vecs
 
     @cached_property
@@ -631,6 +544,11 @@ class Index:
         return {w: i for i, w in enumerate(words)}
 
     @cached_property
+    def chunk_ids(self) -> list[str]:
+        """Every chunk ID in row order (decoded at once; `ids[row]` reads one)."""
+        return self.ids.all()
+
+    @cached_property
     def rows(self) -> dict[str, int]:
         return {cid: i for i, cid in enumerate(self.chunk_ids)}
 
@@ -645,7 +563,7 @@ class Index:
 
     def hit(self, row: int, rank: int, score: float) -> Hit:
         return Hit(
-            rank=rank, chunk_id=self.chunk_ids[row], doc_id=self.doc_id(row), score=round(float(score), 6),
+            rank=rank, chunk_id=self.ids[row], doc_id=self.doc_id(row), score=round(float(score), 6),
             text=self.texts[row], title=self.title(row),
         )
 
@@ -660,7 +578,7 @@ def load(index_dir: Path, attempts: int = 3) -> Index:
         except FileNotFoundError as e:
             last = e
             time.sleep(0.05)
-            if read_manifest(index_dir).get("generation") == manifest.get("generation"):
+            if read_manifest(index_dir).generation == manifest.generation:
                 break
         except (ValueError, OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise IndexCorrupt(f"{index_dir} is damaged ({type(e).__name__}: {e}); {REBUILD}") from None

@@ -47,7 +47,7 @@ def tiny_gguf(tiny_dir, seed_texts) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(tiny_gguf, tmp_path_factory):
     """The tiny GGUF loaded through ragqa's LocalLLM (loaded once, like the REPL does)."""
-    from ragqa.generate import LocalLLM
+    from ragqa.llm import LocalLLM
 
     return LocalLLM(tiny_gguf, make_settings(tmp_path_factory.mktemp("llm"), n_ctx=4096, n_threads=2))
 
@@ -99,6 +99,18 @@ def dense_index(tmp_path_factory, tiny_embedder_path):
     settings = make_settings(tmp, embed_model=str(tiny_embedder_path))
     build_index([SEEDS], settings, embed_explicit=True)
     return settings
+
+
+@pytest.fixture(scope="session")
+def fake_engine(tmp_path_factory):
+    """An Engine over a hybrid index of the seeds built with the torch-free FakeEmbedder (logic tests)."""
+    from fakes import FakeEmbedder
+    from ragqa.engine import Engine
+
+    settings = make_settings(tmp_path_factory.mktemp("fake-dense"), embed_model="fake-64")
+    engine = Engine(settings, embedder=FakeEmbedder())
+    engine.index([SEEDS])
+    return engine
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fakes import ScriptedLLM
 from ragqa import store
 from ragqa.answer import NOT_ANSWERABLE, ask
 from ragqa.citations import check_sentence, numbers
-from ragqa.generate import answer_schema, build_messages, parse_answer, scan_sentences
+from ragqa.llm import answer_schema, build_messages, parse_answer, scan_sentences
 from ragqa.schema import Hit
 from ragqa.retrieve import Retriever
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -45,9 +44,10 @@ def test_batched_passage_encoding_matches_one_by_one(embedder, seed_texts):
 
 def test_dense_index_manifest(dense_index, tiny_embedder_path):
     index = store.load(dense_index.index_dir)
-    assert index.dense["model"] == str(tiny_embedder_path)
-    assert index.dense["dim"] == 32 and index.dense["normalized"] is True
-    assert index.dense["faiss"] == {"kind": "flat"}
+    d = index.dense
+    assert d.engine == "sentence-transformers" and d.model == str(tiny_embedder_path)
+    assert d.dim == 32 and d.normalized is True and d.weights.startswith("sha256:")
+    assert d.store.kind == "faiss" and d.store.params == {"kind": "flat"}
     assert index.vectors.shape == (74, 32)
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
 
@@ -68,26 +68,15 @@ def test_a_model_of_the_wrong_dimension_is_refused_once_not_reloaded_per_query(d
 
     class Wrong:
         name, dim = "wrong-size", 7
+        identity = {"dim": 7}
 
     loads = []
     monkeypatch.setattr(ragqa.embed, "load_embedder", lambda spec, settings: loads.append(spec) or Wrong())
     retriever = Retriever(store.load(dense_index.index_dir), dense_index)
     for _ in range(3):
-        with pytest.raises(IndexMismatch, match="gives 7-d vectors but the index holds 32-d"):
+        with pytest.raises(IndexMismatch, match="another embedder \\(dim 32 ≠ 7\\)"):
             retriever.search("화웨이 칩", k=5, mode="hybrid")
     assert len(loads) == 1
-
-
-def test_hybrid_fuses_both_rankings(dense_index):
-    retriever = Retriever(store.load(dense_index.index_dir), dense_index)
-    query = "화웨이 H200급 칩 개발"
-    lex = [h.chunk_id for h in retriever.search(query, k=50, mode="lexical").hits]
-    den = [h.chunk_id for h in retriever.search(query, k=50, mode="dense").hits]
-    hybrid = retriever.search(query, k=5, mode="hybrid")
-    assert hybrid.mode == "hybrid" and len(hybrid.hits) == 5
-    from ragqa.retrieve import rrf
-
-    assert [h.chunk_id for h in hybrid.hits] == [c for c, _ in rrf([lex, den])][:5]
 
 
 def test_incremental_builds_embed_only_what_changed(tmp_path, corpus_dir, tiny_embedder_path):
@@ -120,7 +109,7 @@ def test_offline_default_build_is_lexical_only_and_says_how_to_fix(tmp_path, cor
     report = build_index([corpus_dir], settings)
     assert report.dense is None and "ragqa models pull e5-small" in report.dense_note
     index = store.load(settings.index_dir)
-    assert index.manifest["dense"] is None and index.manifest["dense_wanted"] == "e5-small"
+    assert index.manifest.dense is None and index.manifest.dense_wanted == "e5-small"
 
 
 def test_explicit_model_that_is_unavailable_is_an_error(tmp_path, corpus_dir):
@@ -131,19 +120,19 @@ def test_explicit_model_that_is_unavailable_is_an_error(tmp_path, corpus_dir):
 
 
 def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
-    """A hub that never answers costs about hub_timeout, not the 20+ s of a naive download's retries."""
+    """A hub that never answers is asked once, for hub_timeout seconds: no retry loop of 20+ s."""
+    calls = []
 
     def blackhole(address, timeout=None, **kw):
-        time.sleep(timeout)
+        calls.append((address, timeout))
         raise socket.timeout("timed out")
 
     monkeypatch.setattr(socket, "create_connection", blackhole)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     settings = make_settings(tmp_path, hub_timeout=0.5)
-    start = time.perf_counter()
     with pytest.raises(ModelUnavailable, match="no answer from huggingface.co within 0.5 s"):
         ensure_embedder("e5-small", settings)
-    assert time.perf_counter() - start < 2
+    assert calls == [(("huggingface.co", 443), 0.5)]
 
 
 def test_model_not_downloaded_and_no_download_allowed(tmp_path):
@@ -152,11 +141,13 @@ def test_model_not_downloaded_and_no_download_allowed(tmp_path):
 
 
 def test_ivf_index_is_updated_in_place_not_rebuilt(tmp_path, corpus_dir, tiny_embedder_path, monkeypatch):
-    monkeypatch.setattr(store, "FLAT_MAX", 10)  # the seeds' 74 chunks get an IVF index
+    import ragqa.vectors
+
+    monkeypatch.setattr(ragqa.vectors, "FLAT_MAX", 10)  # the seeds' 74 chunks get an IVF index
     settings = make_settings(tmp_path, embed_model=str(tiny_embedder_path))
     build_index([corpus_dir], settings, embed_explicit=True)
     first = store.load(settings.index_dir)
-    assert first.dense["faiss"]["kind"] == "ivf" and first.dense["faiss"]["trained_on"] == 74
+    assert first.dense.store.params["kind"] == "ivf" and first.dense.store.params["trained_on"] == 74
     ids_before = dict(zip(first.chunk_ids, first.vector_ids.tolist()))
 
     src = corpus_dir / "000_5cafd9bf1db64a43.txt"
@@ -165,7 +156,7 @@ def test_ivf_index_is_updated_in_place_not_rebuilt(tmp_path, corpus_dir, tiny_em
     report = build_index([corpus_dir], settings, embed_explicit=True)
     assert report.embedded == 2  # the changed paragraph and the new one
     second = store.load(settings.index_dir)
-    assert second.dense["faiss"]["trained_on"] == 74  # updated, not retrained
+    assert second.dense.store.params["trained_on"] == 74  # updated, not retrained
     ids_after = dict(zip(second.chunk_ids, second.vector_ids.tolist()))
     unchanged = [c for c in ids_before if c in ids_after and c not in ("000-5cafd9bf:p04",)]
     assert all(ids_after[c] == ids_before[c] for c in unchanged)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import make_settings
 from ragqa.evaluate import gold_chunks, hit_at, load_gold
-from ragqa.generate import _question_cues
+from ragqa.extractive import question_cues
 from ragqa.lexical import english_sentence_spans, sentence_spans, split_sentences, tokenize
 
 ENGLISH = Path(__file__).resolve().parent / "data" / "english"
@@ -160,13 +160,13 @@ def test_lexical_search_finds_english_evidence_across_inflections(english_index)
 
 
 def test_english_question_cues():
-    content, cues = _question_cues("How many firefighters are battling the Cedar Hollow blaze?")
+    content, cues = question_cues("How many firefighters are battling the Cedar Hollow blaze?")
     assert content == ["firefight", "battl", "cedar", "hollow", "blaze"] and cues == {"amount"}
-    content, cues = _question_cues("At what time did the Linden Falls bridge give way?")
+    content, cues = question_cues("At what time did the Linden Falls bridge give way?")
     assert "time" not in content and "give" in content and "when" in cues
-    content, cues = _question_cues("How far did Altair's shares fall?")
+    content, cues = question_cues("How far did Altair's shares fall?")
     assert content == ["altair", "share", "fall"] and cues == {"amount"}
-    assert _question_cues("Why did Orion cut its forecasts?") == (["orion", "cut", "forecast"], {"why"})
+    assert question_cues("Why did Orion cut its forecasts?") == (["orion", "cut", "forecast"], {"why"})
 
 
 def _answer(retriever, question):

@@ -17,11 +17,11 @@ from ragqa import store
 from ragqa.cli import app
 from ragqa.corpus import load_corpus
 from ragqa.errors import RagqaError, UsageError
+from ragqa.engine import Engine
 from ragqa.evaluate import (
     EvalCase, check_out_dir, citation_scores, evaluate, facts_found, gold_chunks, hit_at, load_gold, mrr_at, ndcg_at,
     recall_at, write_outputs,
 )
-from ragqa.retrieve import Retriever
 from ragqa.schema import Answer, AnswerSentence
 
 GOLD = SEEDS / "gold_qa.jsonl"
@@ -116,8 +116,7 @@ def test_gold_chunks_ignore_whitespace():
 
 @pytest.fixture(scope="module")
 def offline_result(cases, lexical_index):
-    retriever = Retriever(store.load(lexical_index.index_dir), lexical_index)
-    return evaluate(cases, retriever, lexical_index, ["lexical", "hybrid"])
+    return evaluate(cases, Engine(lexical_index), ["lexical", "hybrid"])
 
 
 def test_offline_evaluation_numbers(offline_result, cases):
@@ -133,9 +132,8 @@ def test_offline_evaluation_numbers(offline_result, cases):
     assert offline_result["worst"] and all(w["why"] for w in offline_result["worst"])
 
 
-def test_modes_side_by_side_on_a_dense_index(cases, dense_index):
-    retriever = Retriever(store.load(dense_index.index_dir), dense_index)
-    result = evaluate(cases[:6], retriever, dense_index, ["lexical", "dense", "hybrid"])
+def test_modes_side_by_side_on_a_dense_index(cases, fake_engine):
+    result = evaluate(cases[:6], fake_engine, ["lexical", "dense", "hybrid"])
     assert list(result["summary"]) == ["lexical", "dense", "hybrid"] and not result["notes"]
     assert {r["mode"] for r in result["rows"]} == {"lexical", "dense", "hybrid"}
     for mode, by_lang in result["summary"].items():

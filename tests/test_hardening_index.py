@@ -29,7 +29,7 @@ def dense_copy(tmp_path, dense_index):
 
 
 def data_dir(settings):
-    return settings.index_dir / store.read_manifest(settings.index_dir)["data_dir"]
+    return settings.index_dir / store.read_manifest(settings.index_dir).data_dir
 
 
 def rewrite_manifest(settings, **changes):
@@ -50,7 +50,7 @@ def test_faiss_file_overwritten_with_garbage_of_the_same_size(dense_copy):
     path.write_bytes(os.urandom(path.stat().st_size))
     index = store.load(dense_copy.index_dir)
     with pytest.raises(IndexCorrupt, match="FAISS index unreadable"):
-        index.faiss  # noqa: B018
+        index.vector_store  # noqa: B018
 
 
 def test_manifest_with_wrong_dimension_or_unknown_version(dense_copy):

@@ -91,10 +91,11 @@ def test_a_model_obeying_the_injection_is_caught(hostile):
 def test_html_in_articles_is_escaped_in_the_report(hostile, tmp_path):
     from ragqa.evaluate import EvalCase, evaluate, write_outputs
 
-    retriever = Retriever(store.load(hostile.index_dir), hostile)
+    from ragqa.engine import Engine
+
     case = EvalCase(id="h1", lang="ko", question="굵은 글씨로 쓴 H200 수출 허용 문장", answerable=True,
                     evidence=["로 쓴 H200 수출 허용 관련 문장도 이어진다"], key_facts=[["H200"]])
-    result = evaluate([case], retriever, hostile, ["lexical"])
+    result = evaluate([case], Engine(hostile), ["lexical"])
     assert "<b>굵은 글씨</b>" in result["rows"][0]["answer"]  # the data keeps the markup as text
     write_outputs(result, tmp_path / "report")
     html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")

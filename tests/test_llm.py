@@ -12,7 +12,7 @@ from ragqa import store
 from ragqa.answer import ask
 from ragqa.build import build_index
 from ragqa.errors import RagqaError
-from ragqa.generate import LocalLLM, answer_schema, grammar_for, parse_answer
+from ragqa.llm import LocalLLM, answer_schema, grammar_for, parse_answer
 from ragqa.render import AnswerStream
 from ragqa.retrieve import Retriever
 
@@ -100,13 +100,14 @@ def test_streaming_prints_what_the_answer_holds(sampled, tiny_llm, sampling_llm,
     assert len(buffers) > 5 and all(b.startswith(a) for a, b in zip(buffers, buffers[1:]))
     cut = any("cut off" in n for n in answer.notes)
     assert cut is not sampled  # greedy random weights loop to the limit; sampled ones finish
-    if answer.answerable:
-        assert printed == answer.answer if not cut else printed.startswith(answer.answer)
-    if cut:
+    # Both outcomes are deterministic (greedy decoding; sampling with a fixed seed), so each is pinned.
+    if sampled:  # the sampled model finishes, but nothing it wrote survives the citation check
+        assert not answer.answerable and printed.endswith(answer.answer)
+    else:  # greedy random weights loop to the limit: complete sentences are kept and the cut is marked
+        assert answer.answerable and printed.startswith(answer.answer)
         assert printed.endswith("[…cut off; not part of the answer]")
-    if not sampled:
         again = ask(QUESTION, retriever, settings, llm=llm)
-        assert again.answer == answer.answer  # greedy decoding: the same answer without streaming
+        assert again.answer == answer.answer  # the same answer without streaming
 
 
 def test_prompt_injection_cannot_break_format_or_citations(tmp_path, corpus_dir, sampling_llm):

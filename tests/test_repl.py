@@ -17,6 +17,7 @@ from rich.cells import cell_len
 from conftest import ROOT, subprocess_env
 from fakes import ScriptedLLM
 from ragqa import store
+from ragqa.engine import Engine
 from ragqa.repl import MAX_TURNS, Conversation, Session, Turn, _Steered, file_history, names, open_history, subject
 from ragqa.lexical import tokenize
 from ragqa.retrieve import MAX_QUERY_CHARS, Retriever
@@ -81,8 +82,7 @@ def test_repl_on_a_dumb_terminal(lexical_index, tmp_path):
 
 @pytest.fixture
 def session(lexical_index):
-    retriever = Retriever(store.load(lexical_index.index_dir), lexical_index)
-    return Session(retriever.index, retriever, lexical_index, out=io.StringIO(), err=io.StringIO())
+    return Session(Engine(lexical_index), out=io.StringIO(), err=io.StringIO())
 
 
 def test_follow_up_detection_and_bounded_history():

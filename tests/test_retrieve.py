@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from ragqa import store
-from ragqa.errors import RagqaError, UsageError
+from ragqa import vectors as vectors_module
+from ragqa.errors import IndexCorrupt, RagqaError, UsageError
 from ragqa.retrieve import MAX_QUERY_CHARS, Retriever, clean_query, rrf
+from ragqa.vectors import FAISS_FILE, FaissStore
 
 
 def test_rrf_hand_computed():
@@ -28,13 +30,33 @@ def unit(rng, n, d):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_flat_faiss_equals_brute_force():
+def test_flat_store_equals_brute_force():
     rng = np.random.default_rng(0)
     vectors, queries = unit(rng, 2000, 48), unit(rng, 20, 48)
-    index = store.make_faiss_index(vectors)
+    ids = np.arange(2000, dtype=np.int64) * 7 + 3  # ids are the store's, not rows
+    vs = FaissStore.build(vectors, ids)
+    assert vs.kind == "flat" and vs.ntotal == 2000 and vs.params() == {"kind": "flat"}
     for q in queries:
-        _, rows = index.search(q[None, :], 10)
-        assert list(rows[0]) == brute_force(vectors, q[None, :], 10)
+        scores, found = vs.search(q[None, :], 10)
+        expected = brute_force(vectors, q[None, :], 10)
+        assert list(found[0]) == [int(ids[r]) for r in expected]
+        assert np.allclose(scores[0], vectors[expected] @ q, atol=1e-5)
+
+
+def test_store_add_remove_save_load(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 300, 16)
+    vs = FaissStore.build(vectors[:200], np.arange(200, dtype=np.int64))
+    vs.add(vectors[200:], np.arange(200, 300, dtype=np.int64))
+    vs.remove(np.arange(0, 300, 2, dtype=np.int64))  # the even ids go
+    vs.save(tmp_path)
+    loaded = FaissStore.load(str(tmp_path / FAISS_FILE), vs.params(), 150, 16)
+    keep = np.arange(1, 300, 2)
+    for q in unit(rng, 5, 16):
+        _, found = loaded.search(q[None, :], 5)
+        assert list(found[0]) == [int(keep[r]) for r in brute_force(vectors[keep], q[None, :], 5)]
+    with pytest.raises(IndexCorrupt, match="holds 150×16 vectors, expected 151×16"):
+        FaissStore.load(str(tmp_path / FAISS_FILE), vs.params(), 151, 16)
 
 
 def clustered(rng, n, d, centers=80):
@@ -45,13 +67,13 @@ def clustered(rng, n, d, centers=80):
 
 
 def test_ivf_recall_against_brute_force(monkeypatch):
-    monkeypatch.setattr(store, "FLAT_MAX", 1000)
+    monkeypatch.setattr(vectors_module, "FLAT_MAX", 1000)
     rng = np.random.default_rng(1)
     vectors, queries = clustered(rng, 20000, 48), clustered(rng, 50, 48)
-    index = store.make_faiss_index(vectors)
-    assert index.nlist == 512 and index.nprobe == 16
+    vs = FaissStore.build(vectors, np.arange(20000, dtype=np.int64))
+    assert vs.params() == {"kind": "ivf", "nlist": 512, "nprobe": 16, "trained_on": 20000}
     recall = np.mean(
-        [len(set(index.search(q[None, :], 10)[1][0]) & set(brute_force(vectors, q[None, :], 10))) / 10 for q in queries]
+        [len(set(vs.search(q[None, :], 10)[1][0]) & set(brute_force(vectors, q[None, :], 10))) / 10 for q in queries]
     )
     assert recall >= 0.95
 
@@ -99,3 +121,26 @@ def test_query_cleaning():
         clean_query(" \n\t ")
     long, notes = clean_query("칩 " * 5000)
     assert len(long) == MAX_QUERY_CHARS and "truncated" in notes[0]
+
+
+# ---------------------------------------------------------------- dense and hybrid logic (torch-free embedder)
+
+
+def test_dense_search_is_the_exact_top_k(fake_engine):
+    index, retriever = fake_engine.opened, fake_engine.retriever
+    query = "알리바바 자체 AI 칩 개발"
+    hits = fake_engine.search(query, k=5, mode="dense").hits
+    qv = retriever.embedder().encode_queries([query])[0]
+    oracle = brute_force(np.asarray(index.vectors), qv[None, :], 5)
+    assert [h.chunk_id for h in hits] == [index.chunk_ids[r] for r in oracle]
+    assert hits[0].score == pytest.approx(float(np.asarray(index.vectors)[oracle[0]] @ qv), abs=1e-5)
+
+
+def test_hybrid_fuses_both_rankings(fake_engine):
+    query = "화웨이 H200급 칩 개발"
+    lex = [h.chunk_id for h in fake_engine.search(query, k=50, mode="lexical").hits]
+    den = [h.chunk_id for h in fake_engine.search(query, k=50, mode="dense").hits]
+    hybrid = fake_engine.search(query, k=5, mode="hybrid")
+    assert hybrid.mode == "hybrid" and len(hybrid.hits) == 5
+    assert [h.chunk_id for h in hybrid.hits] == [c for c, _ in rrf([lex, den])][:5]
+    assert lex[:5] != den[:5]  # the two rankings differ, so the fusion is tested

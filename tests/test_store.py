@@ -31,11 +31,11 @@ def test_round_trip(built):
     assert index.title(row).startswith("中 AI ‘딥시크’ 쇼크에")
     assert index.doc_id(row) == "003-8169c992"
     m = index.manifest
-    assert m["dense"] is None and "on request" in m["dense_unavailable"]
-    assert m["chunker"] == {"version": CHUNKER_VERSION, "max_tokens": 220}
-    assert m["counts"]["dropped_lines"] == 37 and m["counts"]["articles"] == 9
-    assert m["signature"]["files"] == 5 and len(index.files_info) == 5
-    assert m["corpus"]["files"][str(SEEDS / "000_5cafd9bf1db64a43.txt")] == hashlib.sha256(
+    assert m.dense is None and "on request" in m.dense_unavailable
+    assert m.chunker.model_dump() == {"version": CHUNKER_VERSION, "max_tokens": 220}
+    assert m.corpus.dropped_lines == 37 and m.corpus.articles == 9 and m.corpus.languages == {"ko": 74}
+    assert m.signature.files == 5 and len(index.files_info) == 5
+    assert index.files_info[str(SEEDS / "000_5cafd9bf1db64a43.txt")]["sha256"] == hashlib.sha256(
         (SEEDS / "000_5cafd9bf1db64a43.txt").read_bytes()
     ).hexdigest()
 
@@ -61,9 +61,9 @@ def test_truncated_data_file(built):
 
 def test_chunk_table_row_mismatch(built):
     m = manifest_of(built)
-    m["chunk_ids"] = m["chunk_ids"][:-1]
+    m["corpus"]["chunks"] = 73
     write_manifest(built, m)
-    with pytest.raises(IndexCorrupt, match="73 chunk IDs"):
+    with pytest.raises(IndexCorrupt, match="has 74 rows but the manifest counts 73 chunks"):
         store.load(built.index_dir)
 
 
@@ -79,10 +79,10 @@ def test_failed_build_leaves_previous_index_and_no_debris(built, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build_index([SEEDS], built.model_copy(update={"chunk_max_tokens": 300}))
     after = store.load(built.index_dir)
-    assert after.manifest["generation"] == before.manifest["generation"]
+    assert after.manifest.generation == before.manifest.generation
     assert [after.texts[i] for i in range(after.n)] == texts
     assert sorted(p.name for p in built.index_dir.iterdir()) == sorted(
-        [".lock", store.INDEX_MARKER, store.MANIFEST, before.manifest["data_dir"]]
+        [".lock", store.INDEX_MARKER, store.MANIFEST, before.manifest.data_dir]
     )
 
 
