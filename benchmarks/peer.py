@@ -51,10 +51,11 @@ from common import (
     GOLD, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, columns, dir_bytes, loadavg, log, machine,
     percentiles, ragqa_default, rss_mb, synthetic_corpus, write_json,
 )
+from ragqa.chunking import CHARS_PER_TOKEN  # noqa: E402 - common puts this checkout's ragqa on the path
+from ragqa.retrieve import hybrid_depth  # noqa: E402
 
 TOP_K = ragqa_default("top_k")
 CHUNK_TOKENS = ragqa_default("chunk_max_tokens")
-CHARS_PER_TOKEN = 1.37  # TODO(lead): ragqa.chunking.CHARS_PER_TOKEN (approx_tokens' calibration)
 # Both rounded to tens, as rough as the calibrations: 300 characters and 290 tokens at 220 ragqa tokens.
 PARAGRAPH_MAX_CHARS = int(round(CHUNK_TOKENS * CHARS_PER_TOKEN, -1))
 # SentenceSplitter counts tiktoken cl100k tokens: 1.33 per ragqa (Qwen-calibrated) token on the seed articles.
@@ -66,10 +67,6 @@ PACKAGES = (
     "PyStemmer", "faiss-cpu", "kiwipiepy", "numpy", "scikit-learn", "pydantic", "tiktoken", "nltk",
 )
 
-
-def hybrid_depth(k: int) -> int:
-    """How many hits of each retriever ragqa fuses."""
-    return max(50, 4 * k)  # TODO(lead): ragqa.retrieve.hybrid_depth
 
 
 # ---------------------------------------------------------------- no network

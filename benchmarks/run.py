@@ -175,7 +175,7 @@ def script_json(script: str, *args: str, env: dict | None = None, python: str | 
 # ---------------------------------------------------------------- tables
 
 
-# TODO(lead): ragqa.build.STAGES (the progress stage names build_index reports)
+# Groups of ragqa.build.STAGES ("loading embedding model" does not occur: the hashing embedder is given).
 STAGE_GROUPS = [
     ("parse/clean/chunk", ("scanning", "reading", "chunking")),
     ("tokenize", ("tokenizing",)),

@@ -23,6 +23,9 @@ from .lexical import BM25, TOKENIZER_VERSION, language, tokenize_many
 from .schema import Chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+STORE_KIND = "faiss"  # the vector store new indexes get (vectors.STORES)
+STAGES = ("scanning", "reading", "chunking", "tokenizing", "bm25", "loading embedding model", "embedding",
+          "vector index", "saving")  # what `progress` is told, in order
 
 
 @dataclass
@@ -379,7 +382,7 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
     vector_store, ids = _vector_store(vectors, reuse, prev if len(kept) else None)
     identity = embedder.identity if embedder is not None else _identity(prev_dense)
     section = DenseSection(
-        **identity, normalized=True, metric="inner_product", store=Store(kind="faiss", params=vector_store.params()),
+        **identity, normalized=True, metric="inner_product", store=Store(kind=STORE_KIND, params=vector_store.params()),
     )
     return Dense(vectors, section, vector_store, ids)
 
@@ -390,14 +393,15 @@ def _identity(dense: DenseSection) -> dict:
 
 def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev):
     """(store, id of each row). A previous IVF store is updated in place, keeping the ids of unchanged rows,
-    while it still fits the corpus (vectors.FaissStore.reusable); otherwise a new store is built."""
-    from .vectors import FAISS_FILE, FaissStore
+    while it still fits the corpus (`reusable`); otherwise a new store is built."""
+    from .vectors import FAISS_FILE, STORES
 
+    cls = STORES[STORE_KIND]
     n = len(vectors)
-    params = prev.dense.store.params if prev is not None else {}
-    if not FaissStore.reusable(params, n):
+    params = prev.dense.store.params if prev is not None and prev.dense.store.kind == STORE_KIND else {}
+    if not cls.reusable(params, n):
         ids = np.arange(n, dtype=np.int64)
-        return FaissStore.build(vectors, ids), ids
+        return cls.build(vectors, ids), ids
     prev_ids = prev.vector_ids
     ids = np.full(n, -1, dtype=np.int64)
     claimed = np.zeros(prev.n, dtype=bool)
@@ -409,7 +413,7 @@ def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev):
     new = np.flatnonzero(ids < 0)
     ids[new] = int(prev_ids.max(initial=-1)) + 1 + np.arange(len(new))
     # read into memory (the searching copy is memory-mapped, read-only) and updated there
-    store = FaissStore.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
+    store = cls.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
     store.remove(prev_ids[~claimed])
     store.add(vectors[new], ids[new])
     return store, ids

@@ -66,6 +66,13 @@ def make_settings(tmp: Path, **kw):
     return Settings(**base)
 
 
+def index_copy(settings, tmp: Path):
+    """Settings of a private copy of a built index, for a test that damages or rebuilds it."""
+    copy = settings.model_copy(update={"index_dir": tmp / "index"})
+    shutil.copytree(settings.index_dir, copy.index_dir)
+    return copy
+
+
 def manifest_of(settings) -> dict:
     return json.loads((settings.index_dir / "manifest.json").read_text(encoding="utf-8"))
 

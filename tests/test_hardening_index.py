@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, SEEDS, make_settings, manifest_of, subprocess_env, write_manifest
+from conftest import ROOT, SEEDS, index_copy, make_settings, manifest_of, subprocess_env, write_manifest
 from ragqa import store
 from ragqa.build import build_index
 from ragqa.errors import IndexCorrupt, IndexMismatch
@@ -23,9 +23,7 @@ from ragqa.retrieve import Retriever
 
 @pytest.fixture
 def dense_copy(tmp_path, dense_index):
-    settings = dense_index.model_copy(update={"index_dir": tmp_path / "index"})
-    shutil.copytree(dense_index.index_dir, settings.index_dir)
-    return settings
+    return index_copy(dense_index, tmp_path)
 
 
 def data_dir(settings):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import manifest_of, write_manifest
+from conftest import index_copy, manifest_of, write_manifest
 from ragqa import store
 from ragqa.cli import app
 from ragqa.errors import IndexMismatch
@@ -20,9 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def copy(tmp_path, lexical_index):
-    settings = lexical_index.model_copy(update={"index_dir": tmp_path / "index"})
-    shutil.copytree(lexical_index.index_dir, settings.index_dir)
-    return settings
+    return index_copy(lexical_index, tmp_path)
 
 
 def search(settings):

@@ -28,6 +28,14 @@ OTHER = (
 )
 
 
+def folder_with(tmp_path, name: str, text: str):
+    """A folder `mine/` holding one article file."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / name).write_text(text, encoding="utf-8")
+    return mine
+
+
 def chunk_ids(settings) -> list[str]:
     return store.load(settings.index_dir).chunk_ids
 
@@ -66,9 +74,7 @@ def test_a_symlinked_folder_and_its_target_are_one_source_of_files(tmp_path, cor
 
 
 def test_index_path_adds_a_source_and_reports_the_changes(tmp_path):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "harbor-bridge-collapse.txt").write_text(STORY, encoding="utf-8")
+    mine = folder_with(tmp_path, "harbor-bridge-collapse.txt", STORY)
     settings = make_settings(tmp_path)
     build_index([SEEDS], settings)
     seeds_ids = set(chunk_ids(settings))
@@ -82,9 +88,7 @@ def test_index_path_adds_a_source_and_reports_the_changes(tmp_path):
 
 
 def test_replace_drops_the_other_sources_and_says_so(tmp_path):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "budget.txt").write_text(OTHER, encoding="utf-8")
+    mine = folder_with(tmp_path, "budget.txt", OTHER)
     settings = make_settings(tmp_path)
     build_index([SEEDS], settings)
     report = build_index([mine], settings, replace=True)
@@ -117,9 +121,7 @@ def test_a_source_folder_that_disappeared_is_dropped_with_a_warning(tmp_path, co
 
 
 def test_cli_index_prints_changes_and_sources(tmp_path):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "budget.txt").write_text(OTHER, encoding="utf-8")
+    mine = folder_with(tmp_path, "budget.txt", OTHER)
     base = ["--index-dir", str(tmp_path / "index"), "--embed-model", "none"]
     first = runner.invoke(app, ["index", str(SEEDS), *base])
     assert first.exit_code == 0 and "files: 5 added" in first.stderr

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import SEEDS, make_settings, manifest_of, write_manifest
+from conftest import SEEDS, index_copy, make_settings, manifest_of, write_manifest
 from ragqa import store
 from ragqa.build import build_index
 from ragqa.chunking import CHUNKER_VERSION
@@ -18,9 +17,7 @@ from ragqa.errors import IndexBusy, IndexCorrupt, IndexMissing
 @pytest.fixture
 def built(tmp_path, lexical_index):
     """A private copy of the seed index that a test may damage."""
-    settings = make_settings(tmp_path)
-    shutil.copytree(lexical_index.index_dir, settings.index_dir)
-    return settings
+    return index_copy(lexical_index, tmp_path)
 
 
 def test_round_trip(built):
