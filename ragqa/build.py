@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,11 +15,10 @@ import numpy as np
 
 from . import store
 from .chunking import CHUNKER_VERSION, chunk_article
-from .manifest import BM25Params, Chunker, Corpus, Lexical, Signature, Store
-from .manifest import Dense as DenseSection
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
 from .lexical import BM25, TOKENIZER_VERSION, language, tokenize_many
+from .manifest import BM25Params, Chunker, Corpus, Dense, Lexical, Signature, Store
 from .schema import Chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -204,7 +203,8 @@ def build_index(
 
 def _roots(paths: list[Path], prev, replace: bool, settings, warnings: list[str]) -> list[Path]:
     """The sources this build indexes, as absolute paths: the previous ones plus `paths`, or `paths` alone."""
-    recorded = [Path(r) for r in prev.manifest.corpus.roots] if prev is not None else []
+    names = prev.manifest.corpus.roots if prev is not None else store.recorded_roots(settings.index_dir)
+    recorded = [Path(r) for r in names]
     given = [p.absolute() for p in paths]
     if replace or not recorded:
         roots = given or [settings.seeds_dir.absolute()]
@@ -333,7 +333,7 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tup
 
 
 @dataclass
-class Dense:
+class DenseParts:
     vectors: np.ndarray
     section: Dense  # the manifest's dense section
     store: object  # the vectors.VectorStore holding them
@@ -381,13 +381,13 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
     step("vector index", 0, 0)
     vector_store, ids = _vector_store(vectors, reuse, prev if len(kept) else None)
     identity = embedder.identity if embedder is not None else _identity(prev_dense)
-    section = DenseSection(
+    section = Dense(
         **identity, normalized=True, metric="inner_product", store=Store(kind=STORE_KIND, params=vector_store.params()),
     )
-    return Dense(vectors, section, vector_store, ids)
+    return DenseParts(vectors, section, vector_store, ids)
 
 
-def _identity(dense: DenseSection) -> dict:
+def _identity(dense: Dense) -> dict:
     return dense.model_dump(include={"engine", "model", "weights", "dim", "query_prompt", "passage_prompt"})
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexCorrupt, IndexMissing, IndexWriteFailed, NotAnIndex, UsageError
+from .errors import IndexBusy, IndexCorrupt, IndexMissing, IndexWriteFailed, NotAnIndex, RagqaError, UsageError
 from .manifest import FORMAT, FORMAT_VERSION, Manifest
 from .schema import Chunk, Hit
 
@@ -148,6 +148,16 @@ def _own_manifest(index_dir: Path) -> dict | None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NotAnIndex(f"{path} is not a ragqa index, so ragqa will not replace it; {CHOOSE}")
     return manifest
+
+
+def recorded_roots(index_dir: Path) -> list[str]:
+    """The sources a ragqa manifest of any format names, even one this version cannot load: an index of an
+    older format is rebuilt from the same articles, not from the seeds."""
+    try:
+        roots = (_own_manifest(index_dir) or {}).get("corpus", {}).get("roots", [])
+    except (RagqaError, AttributeError):
+        return []
+    return [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
 
 
 def check_index_dir(index_dir: Path, roots=()) -> None:

@@ -133,3 +133,16 @@ def test_cli_index_prints_changes_and_sources(tmp_path):
     replaced = runner.invoke(app, ["index", "--replace", str(mine), *base])
     assert replaced.exit_code == 0 and "files: 5 removed" in replaced.stderr
     assert runner.invoke(app, ["index", "--replace", *base]).exit_code == 2
+
+
+def test_an_index_of_an_older_format_is_rebuilt_from_its_own_sources(tmp_path):
+    mine = folder_with(tmp_path, "budget.txt", OTHER)
+    settings = make_settings(tmp_path)
+    build_index([mine], settings)
+    path = settings.index_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["format_version"] = 3  # as an older ragqa wrote it (format 3 kept its roots in corpus.roots too)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    report = build_index([], settings)
+    assert any("older index format 3" in w for w in report.warnings)
+    assert report.sources == [str(mine)] and report.chunks == 2  # not the seeds
