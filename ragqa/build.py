@@ -97,7 +97,8 @@ def build_index(
     """Build (or bring up to date) the index in settings.index_dir.
 
     The index remembers its sources: `paths` are added to them (`replace`: they become the only ones); no
-    `paths` refreshes the sources it has (the seeds folder for a new index). `embedder` (an object with the
+    `paths` refreshes the sources it has (the seeds folder for a new index). It keeps its embedding model too,
+    unless `embed_explicit` says the user chose settings.embed_model. `embedder` (an object with the
     Embedder protocol) replaces the configured embedding model, e.g. for benchmarks; its `name` is what the
     manifest records.
     """
@@ -110,6 +111,8 @@ def build_index(
         store.cleanup(settings.index_dir)
         warnings: list[str] = []
         prev = _previous(settings.index_dir, warnings)
+        if embedder is None and not embed_explicit and prev is not None:
+            embed_spec = prev.manifest.dense_wanted  # an index keeps the embedding model it was built with
         roots = _roots(paths, prev, replace, settings, warnings)
         store.check_index_dir(settings.index_dir, roots)
         step("scanning", 0, 0)

