@@ -47,10 +47,13 @@ def ask(
         answerable, raw, context = extract.answerable, extract.sentences, hits
         backend = "extractive"
         notes.append(f"extractive answer, sentences quoted from the articles ({llm_note or 'no LLM'}); {ENABLE_LLM}")
-        if hits and lang == "en" and is_korean(hits[0].text) and result.mode == "lexical":
+        if hits and (lang == "ko") != is_korean(hits[0].text):
+            other = "Korean" if lang == "en" else "English"
             notes.append(
-                "the question is in English and the articles in Korean: without the embedding model and the "
-                "LLM only names and numbers can match"
+                f"the question is in {'English' if lang == 'en' else 'Korean'} and the passages found are in {other}: "
+                "an extractive answer quotes sentences that share the question's words, so across languages it "
+                "finds few; see the passages with `ragqa search`, or let the local LLM answer"
+                + ("" if result.mode != "lexical" else " (and index with an embedding model to find them at all)")
             )
     else:
         context = select_context(hits, settings.context_max_tokens, llm.count) if hits else []

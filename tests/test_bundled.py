@@ -76,3 +76,9 @@ def gold_summary(bundled):
 )
 def test_retrieval_floors_on_the_gold_set(gold_summary, mode, lang, metric, floor):
     assert gold_summary[mode][lang][metric] >= floor, gold_summary[mode][lang]
+
+
+def test_a_cross_language_extractive_answer_says_why_it_found_little(bundled):
+    answer = bundled.ask("Why did the US allow H200 exports?")
+    assert answer.backend == "extractive" and answer.language == "en"
+    assert any("the question is in English and the passages found are in Korean" in n for n in answer.notes)
