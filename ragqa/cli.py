@@ -79,7 +79,7 @@ class Mode(str, Enum):  # config.MODES, kept here so --help needs no pydantic
 
 
 ModeOpt = Annotated[
-    Optional[Mode], typer.Option("--mode", help="hybrid (BM25 + dense fused by RRF; default), dense or lexical")
+    Optional[Mode], typer.Option("--mode", help="hybrid (BM25 + dense, weighted by the query; default), dense or lexical")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors")]

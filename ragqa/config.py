@@ -31,7 +31,6 @@ class Settings(BaseSettings):
 
     top_k: int = Field(5, ge=1, le=100)
     mode: Mode = "hybrid"
-    rrf_k: int = Field(60, ge=1)
 
     # Chunks: paragraphs longer than this (estimated LLM tokens) are split at sentence boundaries.
     chunk_max_tokens: int = Field(220, ge=40)

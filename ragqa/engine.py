@@ -33,6 +33,7 @@ class Engine:
         self.notify: Notify = notify or (lambda _msg: None)
         self.build_missing = build_missing
         self.embedder = embedder
+        self.progress = None  # a front end may set a progress callback for builds started on first use
         self._index = None
         self._retriever = None
         self._llm = None
@@ -86,8 +87,6 @@ class Engine:
                     self.notify(f"note: lexical-only index — {report.dense_note}")
                 self._index = store.load(self.settings.index_dir)
         return self._index
-
-    progress = None  # a front end may set a progress callback for builds started on first use
 
     @property
     def retriever(self):

@@ -390,10 +390,14 @@ class BM25:
         weights = np.concatenate([self.data[a:b] for a, b in spans])
         return np.bincount(rows, weights=weights, minlength=self.num_docs).astype(np.float32)
 
+    def df(self, token: str) -> int:
+        """How many chunks contain `token`."""
+        tid = self.vocab.get(token)
+        return int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None and tid < len(self.indptr) - 1 else 0
+
     def idf(self, token: str) -> float:
         """Lucene's BM25 IDF; a token no chunk contains gets the maximum."""
-        tid = self.vocab.get(token)
-        df = int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None and tid < len(self.indptr) - 1 else 0
+        df = self.df(token)
         return float(np.log1p((self.num_docs - df + 0.5) / (df + 0.5)))
 
     def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:

@@ -228,7 +228,7 @@ class _Steered:
             have = set(tokenize(hit.text))
             return any(appears(t, have, hit.text) for t in self.avoid)
 
-        ordered = sorted(result.hits, key=stale)  # stable: BM25/RRF order within each group
+        ordered = sorted(result.hits, key=stale)  # stable: the search's order within each group
         hits = [h.model_copy(update={"rank": i}) for i, h in enumerate(ordered[:k], 1)]
         return result.model_copy(update={"hits": hits})
 

@@ -70,7 +70,8 @@ def gold_summary(bundled):
     "mode, lang, metric, floor",
     [
         ("dense", "en", "hit@5", 0.85), ("dense", "ko", "hit@5", 0.97),
-        ("hybrid", "en", "hit@5", 0.78), ("hybrid", "ko", "hit@5", 0.95), ("hybrid", "ko", "hit@1", 0.80),
+        ("hybrid", "en", "hit@5", 0.86), ("hybrid", "en", "hit@1", 0.54),
+        ("hybrid", "ko", "hit@5", 0.95), ("hybrid", "ko", "hit@1", 0.92),
         ("lexical", "ko", "hit@5", 0.92),
     ],
 )
@@ -82,3 +83,11 @@ def test_a_cross_language_extractive_answer_says_why_it_found_little(bundled):
     answer = bundled.ask("Why did the US allow H200 exports?")
     assert answer.backend == "extractive" and answer.language == "en"
     assert any("the question is in English and the passages found are in Korean" in n for n in answer.notes)
+
+
+@pytest.mark.parametrize("lang", ["ko", "en"])
+@pytest.mark.parametrize("metric", ["hit@1", "hit@5"])
+def test_the_default_mode_does_not_lose_to_either_of_its_parts(gold_summary, lang, metric):
+    hybrid = gold_summary["hybrid"][lang][metric]
+    best_part = max(gold_summary["lexical"][lang][metric], gold_summary["dense"][lang][metric])
+    assert hybrid >= best_part - 0.035, (lang, metric, hybrid, best_part)  # a couple of points at most

@@ -8,17 +8,46 @@ import pytest
 from ragqa import store
 from ragqa import vectors as vectors_module
 from ragqa.errors import IndexCorrupt, RagqaError, UsageError
-from ragqa.retrieve import MAX_QUERY_CHARS, Retriever, clean_query, rrf
+from ragqa.lexical import tokenize
+from ragqa.retrieve import MAX_QUERY_CHARS, Retriever, clean_query, lexical_weight, minmax_fuse
 from ragqa.vectors import FAISS_FILE, FaissStore
 
 
-def test_rrf_hand_computed():
-    # a: ranks 1 and 3 -> 1/61 + 1/63; b: ranks 2 and 1 -> 1/62 + 1/61; c: rank 3 -> 1/63; d: rank 2 -> 1/62
-    fused = dict(rrf([["a", "b", "c"], ["b", "d", "a"]], k=60))
-    assert fused["a"] == pytest.approx(1 / 61 + 1 / 63)
-    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
-    assert fused["d"] == pytest.approx(1 / 62)
-    assert [key for key, _ in rrf([["a", "b", "c"], ["b", "d", "a"]], k=60)] == ["b", "a", "d", "c"]
+class _BM25:
+    """What lexical_weight reads of a BM25 index: document frequencies and IDFs."""
+
+    def __init__(self, df: dict[str, int], n: int = 100):
+        self._df, self.n = df, n
+
+    def df(self, token):
+        return self._df.get(token, 0)
+
+    def idf(self, token):
+        d = self.df(token)
+        return float(np.log1p((self.n - d + 0.5) / (d + 0.5)))
+
+
+def test_lexical_weight_hand_computed():
+    bm25 = _BM25({"h200": 9, "수출": 19})
+    idf = {t: bm25.idf(t) for t in ("h200", "수출", "allow")}  # 2.332, 1.640, 5.308 (absent: the maximum)
+    covered = (idf["h200"] + idf["수출"]) / sum(idf.values())
+    assert lexical_weight(["h200", "수출"], bm25, True) == pytest.approx(0.5)  # every word known, same language
+    assert lexical_weight(["h200", "수출", "allow"], bm25, True) == pytest.approx(0.5 * covered)
+    assert lexical_weight(["h200", "수출", "allow"], bm25, False) == pytest.approx(0.1 * covered)
+    assert lexical_weight(["allow"], bm25, True) == pytest.approx(0.5 * 0.2)  # nothing known: the floor
+    assert lexical_weight([], bm25, False) == pytest.approx(0.1 * 0.2)
+
+
+def test_minmax_fusion_hand_computed():
+    lexical = [(1, 9.0), (2, 5.0), (3, 1.0)]  # normalized: 1.0, 0.5, 0.0
+    dense = [(2, 0.8), (4, 0.6), (1, 0.4)]  # normalized: 1.0, 0.5, 0.0
+    fused = dict(minmax_fuse(lexical, dense, 0.3))
+    assert fused == pytest.approx({1: 0.3, 2: 0.3 * 0.5 + 0.7, 3: 0.0, 4: 0.7 * 0.5})
+    assert [r for r, _ in minmax_fuse(lexical, dense, 0.3)] == [2, 4, 1, 3]
+    assert [r for r, _ in minmax_fuse(lexical, dense, 0.9)] == [1, 2, 4, 3]
+    assert [r for r, _ in minmax_fuse([(7, 1.0), (5, 1.0)], [], 0.5)] == [5, 7]  # ties broken by row
+    alone = minmax_fuse([], dense, 0.5)
+    assert [r for r, _ in alone] == [2, 4, 1] and [s for _, s in alone] == pytest.approx([0.5, 0.25, 0.0])
 
 
 def brute_force(vectors: np.ndarray, query: np.ndarray, k: int) -> list[int]:
@@ -138,9 +167,13 @@ def test_dense_search_is_the_exact_top_k(fake_engine):
 
 def test_hybrid_fuses_both_rankings(fake_engine):
     query = "화웨이 H200급 칩 개발"
-    lex = [h.chunk_id for h in fake_engine.search(query, k=50, mode="lexical").hits]
-    den = [h.chunk_id for h in fake_engine.search(query, k=50, mode="dense").hits]
+    retriever = fake_engine.retriever
+    depth = 50
+    lex, den = retriever.lexical(query, depth), retriever.dense(query, depth)
+    alpha = lexical_weight(tokenize(query), fake_engine.opened.bm25, True)  # a Korean query, a Korean corpus
+    assert 0.1 <= alpha <= 0.5
     hybrid = fake_engine.search(query, k=5, mode="hybrid")
     assert hybrid.mode == "hybrid" and len(hybrid.hits) == 5
-    assert [h.chunk_id for h in hybrid.hits] == [c for c, _ in rrf([lex, den])][:5]
-    assert lex[:5] != den[:5]  # the two rankings differ, so the fusion is tested
+    expected = [fake_engine.opened.ids[r] for r, _ in minmax_fuse(lex, den, alpha)[:5]]
+    assert [h.chunk_id for h in hybrid.hits] == expected
+    assert [r for r, _ in lex[:5]] != [r for r, _ in den[:5]]  # the two rankings differ, so the fusion is tested
