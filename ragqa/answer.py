@@ -48,9 +48,9 @@ def ask(
         backend = "extractive"
         notes.append(f"extractive answer, sentences quoted from the articles ({llm_note or 'no LLM'}); {ENABLE_LLM}")
         if hits and (lang == "ko") != is_korean(hits[0].text):
-            other = "Korean" if lang == "en" else "English"
+            asked, found = ("English", "Korean") if lang == "en" else ("Korean", "English")
             notes.append(
-                f"the question is in {'English' if lang == 'en' else 'Korean'} and the passages found are in {other}: "
+                f"the question is in {asked} and the passages found are in {found}: "
                 "an extractive answer quotes sentences that share the question's words, so across languages it "
                 "finds few; see the passages with `ragqa search`, or let the local LLM answer"
                 + ("" if result.mode != "lexical" else " (and index with an embedding model to find them at all)")

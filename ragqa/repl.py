@@ -11,6 +11,7 @@ from typing import Callable
 
 from .config import MODES
 from .errors import RagqaError, UsageError
+from .extractive import QUESTION_WORDS
 from .lexical import tokenize
 from .retrieve import MAX_QUERY_CHARS, clean_query
 
@@ -141,15 +142,13 @@ def names(text: str) -> list[str]:
 def subject(text: str) -> list[str]:
     """Content tokens of the first subject or topic of a Korean question: '그럼 중국 정부는?' -> ['중국',
     '정부']; the question word of '…이유는?' is no subject."""
-    from .extractive import QUESTION_WORDS as _QUESTION_WORDS
-
     run: list = []
-    for form, tag, start, length in _morphs(text):
+    for _form, tag, start, length in _morphs(text):
         if tag in _NOUN_TAGS:
             run.append((start, length))
             continue
         if tag in _SUBJECT_PARTICLES and run:
-            words = [t for t in tokenize(text[run[0][0]: sum(run[-1])]) if t not in _QUESTION_WORDS]
+            words = [t for t in tokenize(text[run[0][0]: sum(run[-1])]) if t not in QUESTION_WORDS]
             if words:
                 return words
         run = []
@@ -182,16 +181,14 @@ class Conversation:
             rewritten = rewrite_with_llm(llm, self.turns, question)
             if rewritten:
                 return Plan(rewritten, note=f"rewritten as “{rewritten}”")
-        from .extractive import QUESTION_WORDS as _QUESTION_WORDS
-
         previous = self.turns[-1]
-        own = [t for t in dict.fromkeys(tokenize(question)) if t not in _QUESTION_WORDS]
+        own = [t for t in dict.fromkeys(tokenize(question)) if t not in QUESTION_WORDS]
         # Only a name replaces a name: "그럼 성능은?" asks about the same subject, "그럼 중국 정부는?" not.
         new_named = set(subject(question)) & set(names(question))
         replaced = [t for t in subject(previous.question) if t in names(previous.question) and t not in own]
         replaced = replaced if new_named else []
         pool = names(previous.query) if own else tokenize(previous.query)
-        carried = [t for t in dict.fromkeys(pool) if t not in own and t not in replaced and t not in _QUESTION_WORDS]
+        carried = [t for t in dict.fromkeys(pool) if t not in own and t not in replaced and t not in QUESTION_WORDS]
         carried = carried[: len(own)] if own else carried
         if not carried and not replaced:
             return Plan(question)
