@@ -43,18 +43,27 @@ def ask(
     hits = result.hits
     if llm is None:
         hits, follows = with_next_paragraphs(hits, retriever.index)
-        extract = extractive_answer(question, hits, retriever.index.bm25.idf, follows)
+        similarity = retriever.similarity_to(search_query or question, result.mode)
+        extract = extractive_answer(
+            question, hits, retriever.index.bm25.idf, follows, similarity, retriever.answer_similarity
+        )
         answerable, raw, context = extract.answerable, extract.sentences, hits
         backend = "extractive"
         notes.append(f"extractive answer, sentences quoted from the articles ({llm_note or 'no LLM'}); {ENABLE_LLM}")
         if hits and (lang == "ko") != is_korean(hits[0].text):
             asked, found = ("English", "Korean") if lang == "en" else ("Korean", "English")
-            notes.append(
-                f"the question is in {asked} and the passages found are in {found}: "
-                "an extractive answer quotes sentences that share the question's words, so across languages it "
-                "finds few; see the passages with `ragqa search`, or let the local LLM answer"
-                + ("" if result.mode != "lexical" else " (and index with an embedding model to find them at all)")
-            )
+            if similarity is not None:
+                how = (
+                    f"the answer quotes the {found} sentences closest in meaning to the question; "
+                    f"the local LLM would answer in {asked}"
+                )
+            else:
+                how = (
+                    "after a lexical search an extractive answer quotes sentences that share the question's words, "
+                    "so across languages it finds few: search in hybrid or dense mode (an index with an embedding "
+                    "model, the default), or let the local LLM answer"
+                )
+            notes.append(f"the question is in {asked} and the passages found are in {found}: {how}")
     else:
         context = select_context(hits, settings.context_max_tokens, llm.count) if hits else []
         if not context:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
-from .lexical import appears, concepts, english_term, predicates, split_sentences, tokenize
+from .lexical import appears, concepts, english_term, is_korean, predicates, split_sentences, tokenize, tokenize_many
 from .schema import Hit
 
 # Question words tell what kind of sentence answers (a cause, an amount, a time, a name); they are not
@@ -41,6 +41,22 @@ MAX_EXTRACT = 3
 # numbers and nouns, so a verb or adjective stem counts this much of its IDF weight. Kiwi tags English words
 # only as foreign (SL), so English verbs count in full; their inflections (rose/rise) meet by stemming.
 PREDICATE_WEIGHT = 0.5
+# Across languages (with an embedding model) sentences are ranked by cosine similarity to the question plus
+# this share of the lexical score (coverage, passage coverage, answer-kind cues), and quoted when within
+# SIMILARITY_MARGIN of the best. Share of answerable questions whose quoted sentences include a gold evidence
+# span, hybrid search with the bundled e5-small (`python benchmarks/extractive.py`, and with
+# `--seeds tests/data/english/articles --gold tests/data/english/gold_en.jsonl`):
+#                     English over Korean  Korean over Korean  English over English
+#   lexical only       0.00                 0.84                0.73
+#   cosine only        0.73                 0.78                0.60
+#   cosine + 0.1 lex   0.76                 0.84                0.60
+#   cosine + 0.2 lex   0.73                 0.84                0.60
+#   cosine + 0.5 lex   0.68                 0.84                0.63
+# In the question's own language meaning did not beat words, and embedding the sentences costs ~0.7 s an
+# answer on 2 cores, so there sentences are ranked by words alone.
+SIMILARITY_LEXICAL_WEIGHT = 0.1
+MEANING_IN_OWN_LANGUAGE = False  # the benchmark sets it to measure the rows above
+SIMILARITY_MARGIN = 0.02
 
 
 @dataclass
@@ -71,10 +87,37 @@ def _question_terms() -> frozenset[str]:
     return frozenset(t for w in QUESTION_WORDS if (t := english_term(w) if w.isascii() else w))
 
 
-def extractive_answer(
+@dataclass
+class Candidate:
+    """One sentence of a retrieved passage, with what the ranking uses."""
+
+    text: str
+    chunk_id: str
+    rank: int  # of its passage among the hits
+    pos: int  # within its passage
+    cover: float  # IDF-weighted share of the question's content words it holds
+    chunk_cover: float  # the same for its passage
+    bonus: float  # answer-kind cues: a cause for "why", a number for "how much", a date for "when"
+    causal: bool
+    similarity: float | None = None  # cosine to the question, when an embedding model is at hand
+
+    @property
+    def lexical(self) -> float:
+        # A sentence in a passage that covers the question as a whole answers it better than a stray match.
+        return self.cover + 0.5 * self.chunk_cover + self.bonus
+
+    @property
+    def score(self) -> float:
+        if self.similarity is None:
+            return self.lexical - 0.02 * self.rank
+        return self.similarity + SIMILARITY_LEXICAL_WEIGHT * self.lexical
+
+
+def candidates(
     question: str, hits: list[Hit], idf: Callable[[str], float], follows: dict[str, str] | None = None
-) -> Extract:
-    """Sentences of the retrieved passages that best cover the question, each citing its passage.
+) -> tuple[list[Candidate], set[str]]:
+    """The sentences of `hits` that could answer (headlines and deck lines left out), scored lexically, and
+    the kinds of answer the question asks for.
 
     `follows` maps a passage added for context to the retrieved passage it follows: news states a reason
     or reaction in the paragraph after the event, and such a paragraph inherits part of its predecessor's
@@ -85,50 +128,92 @@ def extractive_answer(
     terms, cues = question_cues(question)
     terms = list(dict.fromkeys(terms))
     if not terms or not hits:
-        return Extract(False)
+        return [], cues
     follows = follows or {}
     verbs = predicates(question)
     weights = {t: idf(t) * (PREDICATE_WEIGHT if t in verbs else 1.0) for t in terms}
     total = sum(weights.values()) or 1.0
+    sentences = [
+        (rank, pos, sentence, hit.chunk_id)
+        for rank, hit in enumerate(hits)
+        for pos, sentence in enumerate(split_sentences(hit.text))
+        if is_sentence(sentence)  # not a headline or deck line
+    ]
+    texts = list(dict.fromkeys([h.text for h in hits] + [s[2] for s in sentences]))
+    tokens = dict(zip(texts, map(set, tokenize_many(texts))))
 
     def cover(text: str) -> float:
-        have = set(tokenize(text))
-        return sum(w for t, w in weights.items() if appears(t, have, text)) / total
+        return sum(w for t, w in weights.items() if appears(t, tokens[text], text)) / total
 
     chunk_cover = {h.chunk_id: cover(h.text) for h in hits}
     for child, parent in follows.items():
         chunk_cover[child] = max(chunk_cover[child], 0.8 * chunk_cover.get(parent, 0.0))
-    scored = []
-    for rank, hit in enumerate(hits):
-        for pos, sentence in enumerate(split_sentences(hit.text)):
-            if not is_sentence(sentence):
-                continue  # a headline or deck line, not an answer
-            c = cover(sentence)
-            causal = "why" in cues and bool(_CAUSAL.search(sentence))
-            bonus = 0.25 * causal
-            if "amount" in cues and _NUMBER.search(sentence):
-                bonus += 0.1
-            if "when" in cues and (re.search(r"\d+\s?(일|월|년)|\d{4}", sentence) or _EN_TIME.search(sentence)):
-                bonus += 0.1
-            # A sentence in a passage that covers the question as a whole answers it better than a stray match.
-            score = c + 0.5 * chunk_cover[hit.chunk_id] + bonus - 0.02 * rank
-            scored.append((score, c, chunk_cover[hit.chunk_id], rank, pos, sentence, hit.chunk_id, causal))
+    out = []
+    for rank, pos, sentence, chunk_id in sentences:
+        causal = "why" in cues and bool(_CAUSAL.search(sentence))
+        bonus = 0.25 * causal
+        if "amount" in cues and _NUMBER.search(sentence):
+            bonus += 0.1
+        if "when" in cues and (re.search(r"\d+\s?(일|월|년)|\d{4}", sentence) or _EN_TIME.search(sentence)):
+            bonus += 0.1
+        out.append(Candidate(sentence, chunk_id, rank, pos, cover(sentence), chunk_cover[chunk_id], bonus, causal))
+    return out, cues
+
+
+def extractive_answer(
+    question: str,
+    hits: list[Hit],
+    idf: Callable[[str], float],
+    follows: dict[str, str] | None = None,
+    similarity: Callable[[list[str]], Sequence[float]] | None = None,
+    min_similarity: float | None = None,
+) -> Extract:
+    """Sentences of the retrieved passages that best answer the question, each citing its passage.
+
+    In the question's language sentences are ranked by the question's words they and their passage hold.
+    When most are in another language and `similarity` is given (texts -> cosine to the question under the
+    index's embedding model), they are ranked by meaning, the words a small second signal, so an English
+    question gets the Korean sentences that answer it. Abstention: in the question's language the best
+    sentence by words, or its passage, must cover MIN_COVERAGE of the question's words; across languages
+    the best sentence must reach `min_similarity` (the model's calibrated cosine; None: no such gate).
+    """
+    scored, cues = candidates(question, hits, idf, follows)
     if not scored:
         return Extract(False)
-    scored.sort(key=lambda s: -s[0])
+    asked_korean = is_korean(question)
+    across = 2 * sum(is_korean(c.text) != asked_korean for c in scored) > len(scored)
+    if similarity is not None and (across or MEANING_IN_OWN_LANGUAGE):
+        for c, sim in zip(scored, similarity([c.text for c in scored])):
+            c.similarity = float(sim)
+    # Whether to answer: in the question's language the lexically best sentence or its passage must cover
+    # enough of the question (embeddings score a near miss, a question about a detail the articles leave
+    # out, as high as an answer). Across languages words cannot tell: a cosine gate.
+    lexical_best = max(scored, key=lambda c: c.lexical - 0.02 * c.rank)
+    scored.sort(key=lambda c: -c.score)
     best = scored[0]
-    if max(best[1], best[2]) < MIN_COVERAGE:  # the sentence or its passage covers too little of the question
+    if across and best.similarity is not None:
+        if min_similarity is not None and best.similarity < min_similarity:
+            return Extract(False)
+    elif max(lexical_best.cover, lexical_best.chunk_cover) < MIN_COVERAGE:
         return Extract(False)
     picked = [best]
-    if "why" in cues and not best[7]:
+    if "why" in cues and not best.causal:
         # A "why" answer needs the sentence that gives the cause, not only the one restating the event.
-        reason = next((s for s in scored if s[7]), None)
-        if reason and reason[0] >= 0.5 * best[0]:
+        reason = next((c for c in scored if c.causal), None)
+        if reason and _near(reason, best, wide=True):
             picked.append(reason)
-    for s in scored[1:]:
+    for c in scored[1:]:
         if len(picked) >= MAX_EXTRACT:
             break
-        if s[0] >= 0.8 * best[0] and s not in picked:
-            picked.append(s)
-    picked.sort(key=lambda s: (s[3], s[4]))
-    return Extract(True, [{"text": s[5], "citations": [s[6]]} for s in picked])
+        if _near(c, best, wide=False) and c not in picked:
+            picked.append(c)
+    picked.sort(key=lambda c: (c.rank, c.pos))
+    return Extract(True, [{"text": c.text, "citations": [c.chunk_id]} for c in picked])
+
+
+def _near(c: Candidate, best: Candidate, wide: bool) -> bool:
+    """Whether `c` scores close enough to the best sentence to be quoted as well (`wide`: the sentence that
+    gives the cause of a "why" question, wanted even when it matches the question less)."""
+    if best.similarity is None:
+        return c.score >= (0.5 if wide else 0.8) * best.score
+    return c.score >= best.score - SIMILARITY_MARGIN * (2 if wide else 1)

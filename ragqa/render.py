@@ -8,6 +8,7 @@ import sys
 
 from rich.cells import cell_len, get_character_cell_size
 
+from .lexical import is_korean
 from .llm import scan_sentences
 from .schema import Answer
 
@@ -76,6 +77,10 @@ def _wrap(text: str, indent: str = "    ", width: int | None = None) -> str:
 
 def label(answer: Answer, llm_name: str | None = None) -> str:
     if answer.backend == "extractive":
+        quoted = {("Korean" if is_korean(s.text) else "English") for s in answer.sentences}
+        asked = "Korean" if answer.language == "ko" else "English"
+        if quoted and quoted != {asked}:
+            return f"Extractive answer (no LLM): {' and '.join(sorted(quoted))} sentences quoted from the articles"
         return "Extractive answer (no LLM): sentences quoted from the articles"
     return label_for_llm(llm_name or "local LLM")
 

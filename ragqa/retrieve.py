@@ -1,9 +1,12 @@
-"""Dense, lexical and hybrid (reciprocal rank fusion) search over a loaded index."""
+"""Dense, lexical and hybrid (query-adaptive score fusion) search over a loaded index."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Callable
+
+import numpy as np
 
 from .config import MODES
 from .errors import IndexMismatch, ModelUnavailable, RagqaError, UsageError
@@ -13,6 +16,7 @@ from .schema import SearchResult
 from .store import Index
 
 MAX_QUERY_CHARS = 1000
+SENTENCE_CACHE = 4096  # answer sentences' vectors kept: a REPL or eval run meets the same passages again
 
 
 def clean_query(query: str) -> tuple[str, list[str]]:
@@ -78,6 +82,7 @@ class Retriever:
         self.settings = settings
         self._embedder = embedder
         self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
+        self._sentence_vectors: dict[str, np.ndarray] = {}  # answer sentences embedded, oldest first
         tokenizer = index.manifest.lexical.tokenizer
         if tokenizer != TOKENIZER_VERSION:  # queries would be tokenized differently from the passages
             raise IndexMismatch(
@@ -115,6 +120,32 @@ class Retriever:
                 raise
             self._embedder = emb
         return self._embedder
+
+    @property
+    def answer_similarity(self) -> float | None:
+        """The index model's calibrated cosine for a cross-language extractive answer (None: uncalibrated)."""
+        from .models import EMBED_PRESETS
+
+        preset = EMBED_PRESETS.get(self.index.dense.model) if self.index.dense else None
+        return preset.answer_similarity if preset else None
+
+    def similarity_to(self, question: str, mode: str) -> Callable[[list[str]], np.ndarray] | None:
+        """texts -> cosine similarity to `question` under the index's embedding model, to rank answer
+        sentences by meaning; None after a lexical search (no model, or it could not load)."""
+        if mode == "lexical" or not self.has_dense:
+            return None
+        emb = self.embedder()
+
+        def similarity(texts: list[str]) -> np.ndarray:
+            q = emb.encode_queries([question])[0]
+            new = [t for t in dict.fromkeys(texts) if t not in self._sentence_vectors]
+            if new:
+                self._sentence_vectors.update(zip(new, emb.encode_passages(new)))
+                while len(self._sentence_vectors) > SENTENCE_CACHE:
+                    self._sentence_vectors.pop(next(iter(self._sentence_vectors)))
+            return np.array([self._sentence_vectors[t] for t in texts]) @ q
+
+        return similarity
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         return self.index.bm25.search(tokenize(query), k)

