@@ -83,6 +83,7 @@ class Retriever:
         self._embedder = embedder
         self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
         self._sentence_vectors: dict[str, np.ndarray] = {}  # answer sentences embedded, oldest first
+        self._last_query: tuple[str | None, np.ndarray | None] = (None, None)
         tokenizer = index.manifest.lexical.tokenizer
         if tokenizer != TOKENIZER_VERSION:  # queries would be tokenized differently from the passages
             raise IndexMismatch(
@@ -137,7 +138,7 @@ class Retriever:
         emb = self.embedder()
 
         def similarity(texts: list[str]) -> np.ndarray:
-            q = emb.encode_queries([question])[0]
+            q = self.query_vector(clean_query(question)[0])[0]
             new = [t for t in dict.fromkeys(texts) if t not in self._sentence_vectors]
             if new:
                 self._sentence_vectors.update(zip(new, emb.encode_passages(new)))
@@ -150,8 +151,14 @@ class Retriever:
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         return self.index.bm25.search(tokenize(query), k)
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding (1 × dim); the last one is kept, as an answer needs it again."""
+        if self._last_query[0] != query:
+            self._last_query = (query, self.embedder().encode_queries([query]))
+        return self._last_query[1]
+
     def dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        vec = self.embedder().encode_queries([query])
+        vec = self.query_vector(query)
         scores, ids = self.index.vector_store.search(vec, k)
         rows = self.index.rows_of_ids(ids[0])
         return [(int(r), float(s)) for r, s in zip(rows, scores[0]) if r >= 0]
