@@ -84,6 +84,21 @@ def percentiles(seconds: list[float], unit: str = "ms", digits: int = 2) -> dict
     return {**{f"{k}_{unit}": round(scale * v, digits) for k, v in values.items()}, "n": len(s)}
 
 
+def search_percentiles(retriever, queries: list[str], k: int, modes=("lexical", "dense", "hybrid")) -> dict:
+    """Warm search latency per mode: 10 warm-up queries, then every query timed once."""
+    out = {}
+    for mode in modes:
+        for q in queries[:10]:
+            retriever.search(q, k, mode)
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            retriever.search(q, k, mode)
+            times.append(time.perf_counter() - t)
+        out[mode] = percentiles(times)
+    return out
+
+
 class StageMeter:
     """Wall time (and, with rss=True, peak RSS from a sampling thread) per stage of ragqa's progress callback:
     pass it as build_index(progress=...), then call finish()."""

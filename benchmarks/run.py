@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import (
     HERE, QUERIES_KO, ROOT, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, child_json, describe, dir_bytes,
-    log, machine, offline_env, percentiles, ragqa_default, synthetic_corpus, table, write_json,
+    log, machine, offline_env, percentiles, search_percentiles, ragqa_default, synthetic_corpus, table, write_json,
 )
 
 K = ragqa_default("top_k")
@@ -111,16 +111,7 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     rng = np.random.default_rng(0)
     sample_rows = rng.choice(index.n, size=90, replace=False)
     queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in sample_rows]
-    out["search"] = {}
-    for mode in ("lexical", "dense", "hybrid"):
-        for q in queries[:10]:
-            retriever.search(q, K, mode)  # warm-up
-        times = []
-        for q in queries:
-            t = time.perf_counter()
-            retriever.search(q, K, mode)
-            times.append(time.perf_counter() - t)
-        out["search"][mode] = percentiles(times)
+    out["search"] = search_percentiles(retriever, queries, K)
 
     qv = embedder.encode_queries(queries)
     vectors = np.asarray(index.vectors)

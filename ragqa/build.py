@@ -22,7 +22,6 @@ from .manifest import BM25Params, Chunker, Corpus, Dense, Lexical, Signature, St
 from .schema import Chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-STORE_KIND = "faiss"  # the vector store new indexes get (vectors.STORES)
 STAGES = ("scanning", "reading", "chunking", "tokenizing", "bm25", "loading embedding model", "embedding",
           "vector index", "saving")  # what `progress` is told, in order
 
@@ -113,6 +112,12 @@ def build_index(
         prev = _previous(settings.index_dir, warnings)
         if embedder is None and not embed_explicit and prev is not None:
             embed_spec = prev.manifest.dense_wanted  # an index keeps the embedding model it was built with
+        if "store" in settings.model_fields_set and settings.store != "faiss":
+            if embed_spec == "none":
+                raise UsageError("a Milvus store holds the index's vectors: it needs an embedding model; drop --embed-model none")
+            from .milvus import connect
+
+            connect(settings.store).close()  # an unreachable server fails now, not after the embedding
         roots = _roots(paths, prev, replace, settings, warnings)
         store.check_index_dir(settings.index_dir, roots)
         step("scanning", 0, 0)
@@ -122,7 +127,7 @@ def build_index(
         signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
         if prev is not None and prev.manifest.signature == signature and not _dense_now_possible(
             prev, embed_spec, settings
-        ):
+        ) and not _store_moves(prev, settings):
             corpus = prev.manifest.corpus
             return BuildReport(
                 index_dir=str(settings.index_dir), articles=corpus.articles, chunks=corpus.chunks,
@@ -165,7 +170,7 @@ def build_index(
         step("bm25", 0, 0)
         flat, offsets = store.ragged(token_ids)
         bm25 = BM25.build(flat, offsets, len(vocab))
-        dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder)
+        dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder, (flat, offsets))
         languages: dict[str, int] = {}
         for info in files_info.values():
             for lang, n in info["languages"].items():
@@ -199,6 +204,10 @@ def build_index(
         step("saving", 0, 1)
         store.save(settings.index_dir, contents)
         step("saving", 1, 1)
+        if dense and dense.section.store.kind == "milvus":
+            # collections this index made before: kept while the previous manifest's readers may use one
+            was = prev.dense.store.params.get("collection") if prev is not None and prev.dense is not None else None
+            dense.store.drop_others(milvus_prefix(settings.index_dir), {dense.store.collection, str(was)})
     report.dense = dense.section.model if dense else None
     report.seconds = time.perf_counter() - t0
     return report
@@ -343,7 +352,8 @@ class DenseParts:
     ids: np.ndarray  # the store's id of each row
 
 
-def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildReport, step: Progress, embedder=None):
+def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildReport, step: Progress, embedder=None,
+           tokens=None):
     """Vectors and their store (reusing the previous ones where the text is unchanged), or None."""
     if spec == "none":
         report.dense_note = "built lexical-only on request (--embed-model none)"
@@ -382,10 +392,10 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
         vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo.tolist()], progress=advance)
     report.embedded, report.reused_vectors = len(todo), len(kept)
     step("vector index", 0, 0)
-    vector_store, ids = _vector_store(vectors, reuse, prev if len(kept) else None)
+    kind, vector_store, ids = _vector_store(vectors, reuse, prev, settings, tokens)
     identity = embedder.identity if embedder is not None else _identity(prev_dense)
     section = Dense(
-        **identity, normalized=True, metric="inner_product", store=Store(kind=STORE_KIND, params=vector_store.params()),
+        **identity, normalized=True, metric="inner_product", store=Store(kind=kind, params=vector_store.params()),
     )
     return DenseParts(vectors, section, vector_store, ids)
 
@@ -394,19 +404,59 @@ def _identity(dense: Dense) -> dict:
     return dense.model_dump(include={"engine", "model", "weights", "dim", "query_prompt", "passage_prompt"})
 
 
-def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev):
-    """(store, id of each row). A previous IVF store is updated in place, keeping the ids of unchanged rows,
-    while it still fits the corpus (`reusable`); otherwise a new store is built."""
-    from .vectors import FAISS_FILE, STORES
+def _store_moves(prev, settings) -> bool:
+    """Whether `--store` names another store than the one the index uses."""
+    if "store" not in settings.model_fields_set or prev.dense is None:
+        return False
+    from .config import store_kind
 
-    cls = STORES[STORE_KIND]
+    now = prev.dense.store
+    if store_kind(settings.store) != now.kind:
+        return True
+    from .milvus import public_uri
+
+    return now.kind == "milvus" and now.params.get("uri") != public_uri(settings.store)
+
+
+def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev, settings, tokens):
+    """(store kind, store, id of each row) in the store this index uses: the one `--store` names, else the
+    previous index's, else FAISS (`settings.store`'s default)."""
+    from .config import store_kind
+
+    prev_store = prev.dense.store if prev is not None and prev.dense is not None else None
+    if "store" in settings.model_fields_set or prev_store is None:
+        kind, uri = store_kind(settings.store), settings.store
+    else:
+        kind, uri = prev_store.kind, str(prev_store.params.get("uri", ""))
+    if kind == "milvus":
+        return (kind, *_milvus_store(vectors, reuse, prev, uri, settings.index_dir, tokens))
+    reusable = prev_store is not None and prev_store.kind == "faiss" and bool(np.any(reuse >= 0))
+    return (kind, *_faiss_store(vectors, reuse, prev if reusable else None))
+
+
+def _faiss_store(vectors: np.ndarray, reuse: np.ndarray, prev):
+    """A previous IVF store is updated in place, keeping the ids of unchanged rows, while it still fits the
+    corpus (`reusable`); otherwise a new store is built."""
+    from .vectors import FAISS_FILE, FaissStore
+
     n = len(vectors)
-    params = prev.dense.store.params if prev is not None and prev.dense.store.kind == STORE_KIND else {}
-    if not cls.reusable(params, n):
+    params = prev.dense.store.params if prev is not None else {}
+    if not FaissStore.reusable(params, n):
         ids = np.arange(n, dtype=np.int64)
-        return cls.build(vectors, ids), ids
+        return FaissStore.build(vectors, ids), ids
+    ids, gone, new = _reused_ids(reuse, prev)
+    # read into memory (the searching copy is memory-mapped, read-only) and updated there
+    store = FaissStore.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
+    store.remove(gone)
+    store.add(vectors[new], ids[new])
+    return store, ids
+
+
+def _reused_ids(reuse: np.ndarray, prev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(id of each row, previous ids no row keeps, rows that need a new id): unchanged rows keep their
+    stored id; new rows get ids above every previous one."""
     prev_ids = prev.vector_ids
-    ids = np.full(n, -1, dtype=np.int64)
+    ids = np.full(len(reuse), -1, dtype=np.int64)
     claimed = np.zeros(prev.n, dtype=bool)
     for i in np.flatnonzero(reuse >= 0).tolist():
         r = int(reuse[i])
@@ -415,8 +465,49 @@ def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev):
             ids[i] = prev_ids[r]
     new = np.flatnonzero(ids < 0)
     ids[new] = int(prev_ids.max(initial=-1)) + 1 + np.arange(len(new))
-    # read into memory (the searching copy is memory-mapped, read-only) and updated there
-    store = cls.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
-    store.remove(prev_ids[~claimed])
-    store.add(vectors[new], ids[new])
+    return ids, prev_ids[~claimed], new
+
+
+def milvus_prefix(index_dir: Path) -> str:
+    """What the Milvus collections of the index in `index_dir` are named with: ragqa_ and its real path's hash."""
+    return "ragqa_" + hashlib.sha256(str(Path(index_dir).resolve()).encode()).hexdigest()[:16] + "_"
+
+
+def _milvus_store(vectors: np.ndarray, reuse: np.ndarray, prev, uri: str, index_dir: Path, tokens):
+    """Vectors and BM25 document weights in a Milvus collection, written as generation G+1 of the previous
+    index's G: new rows are inserted, removed ones ended, unchanged ones untouched; readers of G see none of
+    it until the manifest names G+1. A tokenizer change (token ids differ), another model or another server
+    starts a new collection (readers keep the old one; the next build drops it)."""
+    from .errors import IndexCorrupt
+    from .milvus import MilvusStore, public_uri
+
+    flat, offsets = tokens
+    params = prev.dense.store.params if prev is not None and prev.dense is not None else {}
+    same = (
+        prev is not None and prev.dense.store.kind == "milvus" and params.get("uri") == public_uri(uri)
+        and str(params.get("collection", "")).startswith(milvus_prefix(index_dir))
+        and params.get("tokenizer") == TOKENIZER_VERSION and prev.dense.dim == vectors.shape[1]
+    )
+    store = None
+    if same:
+        generation, avgdl = int(params["generation"]) + 1, float(params["avgdl"])
+        try:
+            store = MilvusStore.open(uri, str(params["collection"]), vectors.shape[1], generation)
+        except IndexCorrupt:  # the collection is gone (dropped by hand): start over
+            store = None
+    if store is not None:
+        store.cleanup(generation - 1)  # what a killed build left
+        ids, gone, new = _reused_ids(reuse, prev)
+        store.remove(gone)
+    else:
+        lengths = np.diff(np.asarray(offsets))
+        generation, avgdl = 1, float(lengths.mean()) if len(lengths) and lengths.sum() else 1.0
+        collection = milvus_prefix(index_dir) + time.strftime("%Y%m%d%H%M%S") + "_" + os.urandom(3).hex()
+        store = MilvusStore.open(uri, collection, vectors.shape[1], generation, create=True)
+        ids, new = np.arange(len(vectors), dtype=np.int64), np.arange(len(vectors))
+    batch = 4096
+    for start in range(0, len(new), batch):
+        rows = new[start : start + batch]
+        store.add(vectors[rows], ids[rows], BM25.document_weights(flat, offsets, rows.tolist(), avgdl))
+    store.meta = {"avgdl": avgdl, "tokenizer": TOKENIZER_VERSION}
     return store, ids

@@ -224,6 +224,15 @@ def index_cmd(
         bool, typer.Option("--replace", help="Index only PATHS: drop the sources the index held before")
     ] = False,
     embed_model: EmbedModel = None,
+    store: Annotated[
+        Optional[str],
+        typer.Option(
+            "--store",
+            help="Where vectors and BM25 live: 'faiss' (default: files in the index folder), a Milvus server "
+            "(http://host:19530) or a Milvus Lite file (milvus.db); an existing index keeps its own unless this "
+            "is given [env RAGQA_STORE]",
+        ),
+    ] = None,
     index_dir: IndexDir = None,
     models_dir: ModelsDir = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any unreadable file instead of skipping it")] = False,
@@ -241,7 +250,7 @@ def index_cmd(
     """
     if replace and not paths:
         raise UsageError("--replace needs the folders or files the index should hold, e.g. `ragqa index --replace news/`")
-    settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model)
+    settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, store=store)
     progress = StageProgress()
     try:
         report = open_engine(settings).index(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
 
     # A preset name (see `ragqa models list`), a hub repo id, a local folder, or "none" (lexical only).
     embed_model: str = "e5-small"
+    # Where a new index keeps its vectors and BM25: "faiss" (files in the index folder), or a Milvus server
+    # (http://host:19530) or Milvus Lite file (path ending in .db). An existing index keeps its store.
+    store: str = "faiss"
     # A preset name, a path to a .gguf file, or "none" (extractive answers only).
     llm: str = "qwen2.5-1.5b"
     # Only for GGUF files that carry no chat template; otherwise the file's own template is used.
@@ -51,6 +55,12 @@ class Settings(BaseSettings):
     hub_timeout: float = Field(3.0, gt=0)
     trust_remote_code: bool = False
 
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        store_kind(value.strip())
+        return value.strip()
+
     @field_validator("seeds_dir", "index_dir", "models_dir", "history_file", mode="before")
     @classmethod
     def _not_empty(cls, value):
@@ -58,6 +68,18 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             raise ValueError("an empty path would mean the current folder; give a folder name")
         return value
+
+
+def store_kind(store: str) -> str:
+    """'faiss' or 'milvus' for a --store value; anything else is a usage error."""
+    if store == "faiss":
+        return "faiss"
+    if re.match(r"(?i)(https?|tcp|grpc)://", store) or store.endswith(".db"):
+        return "milvus"
+    raise UsageError(
+        f"unknown store {store!r}: use 'faiss' (the default), a Milvus server URI such as http://localhost:19530, "
+        "or a Milvus Lite file ending in .db"
+    )
 
 
 def load_settings(**overrides) -> Settings:

@@ -398,6 +398,26 @@ class BM25:
         tid = self.vocab.get(token)
         return int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None and tid < len(self.indptr) - 1 else 0
 
+    @classmethod
+    def document_weights(cls, flat: np.ndarray, offsets: np.ndarray, rows, avgdl: float) -> list[dict[int, float]]:
+        """The document side of BM25 for `rows`: {token id: tf / (tf + K1·(1 − B + B·length/avgdl))}. Times
+        `query_weights` it is the BM25 score; a store such as Milvus keeps these as sparse vectors."""
+        out = []
+        for r in rows:
+            ids, tf = np.unique(np.asarray(flat[offsets[r] : offsets[r + 1]]), return_counts=True)
+            norm = cls.K1 * (1 - cls.B + cls.B * int(offsets[r + 1] - offsets[r]) / avgdl)
+            out.append({int(t): float(f / (f + norm)) for t, f in zip(ids, tf)})
+        return out
+
+    def query_weights(self, tokens: list[str]) -> dict[int, float]:
+        """The query side of BM25: {token id: IDF × times the query holds it}."""
+        out: dict[int, float] = {}
+        for t in self.ids(tokens):
+            df = int(self.indptr[t + 1] - self.indptr[t])
+            if df:
+                out[t] = out.get(t, 0.0) + float(np.log1p((self.num_docs - df + 0.5) / (df + 0.5)))
+        return out
+
     def idf(self, token: str) -> float:
         """Lucene's BM25 IDF; a token no chunk contains gets the maximum."""
         df = self.df(token)

@@ -59,8 +59,8 @@ class Lexical(_Strict):
 
 
 class Store(_Strict):
-    kind: Literal["faiss"]
-    params: dict[str, int | str]
+    kind: Literal["faiss", "milvus"]
+    params: dict[str, int | float | str]
 
 
 class Dense(_Strict):

@@ -149,7 +149,17 @@ class Retriever:
         return similarity
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
-        return self.index.bm25.search(tokenize(query), k)
+        return self.bm25_search(tokenize(query), k)
+
+    def bm25_search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        """(row, BM25 score) best first: from the index's own tables, or from the store that holds them."""
+        dense = self.index.dense
+        if dense is None or dense.store.kind == "faiss":
+            return self.index.bm25.search(tokens, k)
+        weights = self.index.bm25.query_weights(tokens)
+        found = self.index.vector_store.sparse_search(weights, k) if weights else []
+        rows = self.index.rows_of_ids(np.array([i for i, _ in found], dtype=np.int64))
+        return [(int(r), float(s)) for r, (_, s) in zip(rows, found) if r >= 0 and s > 0]
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding (1 × dim); the last one is kept, as an answer needs it again."""
@@ -199,6 +209,6 @@ class Retriever:
             depth = hybrid_depth(k)
             tokens = tokenize(query)
             alpha = lexical_weight(tokens, self.index.bm25, is_korean(query) == self.korean_corpus)
-            ranked = minmax_fuse(self.index.bm25.search(tokens, depth), self.dense(query, depth), alpha)[:k]
+            ranked = minmax_fuse(self.bm25_search(tokens, depth), self.dense(query, depth), alpha)[:k]
         hits = [self.index.hit(row, rank, score) for rank, (row, score) in enumerate(ranked, 1)]
         return SearchResult(query=query, mode=mode, hits=hits, notes=notes)

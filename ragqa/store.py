@@ -483,11 +483,12 @@ class Index:
         if self.dense is not None:
             self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
             self.vector_ids  # noqa: B018
-            # The vector store loads lazily (only dense searches need it); an open descriptor keeps its file
-            # readable even if a newer build removes this generation first.
-            from .vectors import FAISS_FILE
+            if self.dense.store.kind == "faiss":
+                # The vector store loads lazily (only dense searches need it); an open descriptor keeps its
+                # file readable even if a newer build removes this generation first.
+                from .vectors import FAISS_FILE
 
-            self._store_fd = os.open(self.data / FAISS_FILE, os.O_RDONLY)
+                self._store_fd = os.open(self.data / FAISS_FILE, os.O_RDONLY)
 
     def __del__(self):
         if getattr(self, "_store_fd", None) is not None:
@@ -505,11 +506,11 @@ class Index:
     @cached_property
     def vector_store(self):
         """The vector store (vectors.VectorStore) the manifest names."""
-        from .vectors import FAISS_FILE, STORES
+        from .vectors import FAISS_FILE, store_class
 
         fd_path = f"/proc/self/fd/{self._store_fd}"
         path = fd_path if os.path.exists(fd_path) else str(self.data / FAISS_FILE)
-        return STORES[self.dense.store.kind].load(path, self.dense.store.params, self.n, self.dense.dim)
+        return store_class(self.dense.store.kind).load(path, self.dense.store.params, self.n, self.dense.dim)
 
     @cached_property
     def vector_ids(self) -> np.ndarray:

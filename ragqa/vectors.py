@@ -173,4 +173,10 @@ class FaissStore:
         self.index = None
 
 
-STORES = {"faiss": FaissStore}
+def store_class(kind: str):
+    """The VectorStore class of a manifest's store kind: FaissStore, or MilvusStore (ragqa.milvus)."""
+    if kind == "milvus":
+        from .milvus import MilvusStore
+
+        return MilvusStore
+    return FaissStore

@@ -1,0 +1,96 @@
+"""FAISS (the default) against Milvus Lite as ragqa's store, side by side in one run.
+
+    python benchmarks/stores.py [--articles 10000 ...] [--json out.json]
+
+For each corpus size (synthetic articles, ~10 chunks each; the hashing embedder so that scale is affordable)
+and each store, in a process of its own: build time, peak memory (Milvus Lite 3.x serves from a thread inside
+ragqa's process, so its memory is counted there), adding one article (time, peak memory), and warm search
+p50/p95 per mode.
+Milvus Lite is one local process with the same engine code as a Milvus server but none of its distribution:
+these figures say what the client path and the engine cost, not how a cluster scales.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from common import (
+    QUERIES_KO, WORK, HashEmbedder, bench_settings, child_json, describe, log, machine, peak_rss_mb, search_percentiles,
+    ragqa_default, synthetic_corpus, table,
+)
+
+K = ragqa_default("top_k")
+
+
+def child(articles: int, store: str) -> dict:
+    from ragqa import store as index_store
+    from ragqa.build import build_index
+    from ragqa.retrieve import Retriever
+    from ragqa.synthetic import ADDED, add_article
+
+    corpus = synthetic_corpus(articles)
+    (corpus / ADDED).unlink(missing_ok=True)
+    base = WORK / f"stores-{articles}-{store}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    overrides = {"embed_model": "hash-384"}
+    if store == "milvus":
+        overrides["store"] = str(base / "milvus.db")
+    settings = bench_settings(base / "index", **overrides)
+    embedder = HashEmbedder()
+    start = time.perf_counter()
+    report = build_index([corpus], settings, embedder=embedder)
+    out = {"articles": articles, "chunks": report.chunks, "store": store,
+           "build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak_rss_mb())}
+
+    index = index_store.load(settings.index_dir)
+    retriever = Retriever(index, settings, embedder=embedder)
+    queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in range(0, index.n, max(1, index.n // 90))][:90]
+    out["search"] = search_percentiles(retriever, queries, K)
+
+    extra = add_article(corpus)
+    try:
+        start = time.perf_counter()
+        added = build_index([corpus], settings, embedder=embedder)
+        out["add_one_article"] = {"seconds": round(time.perf_counter() - start, 2), "embedded": added.embedded,
+                                  "peak_rss_mb": round(peak_rss_mb())}
+    finally:
+        extra.unlink()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--articles", type=int, nargs="+", default=[10_000])
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--child", nargs=2, metavar=("ARTICLES", "STORE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return
+    results = {"machine": machine("faiss-cpu", "pymilvus", "milvus-lite"), "runs": []}
+    for n in args.articles:
+        for store in ("faiss", "milvus"):
+            log(f"{n} articles, {store}")
+            results["runs"].append(child_json([sys.executable, __file__, "--child", str(n), store]))
+    print(describe(results["machine"]))
+    rows = []
+    for r in results["runs"]:
+        s, a = r["search"], r["add_one_article"]
+        rows.append([
+            r["chunks"], r["store"], f"{r['build_s']} s", f"{r['build_peak_rss_mb']} MB",
+            f"{a['seconds']} s", f"{a['peak_rss_mb']} MB",
+            *(f"{s[m]['p50_ms']} / {s[m]['p95_ms']} ms" for m in ("lexical", "dense", "hybrid")),
+        ])
+    print(table(rows, ["chunks", "store", "build", "build peak RSS", "add 1 article", "add peak RSS", "lexical p50/p95", "dense p50/p95", "hybrid p50/p95"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
