@@ -484,7 +484,8 @@ def _milvus_store(vectors: np.ndarray, reuse: np.ndarray, prev, uri: str, index_
     flat, offsets = tokens
     params = prev.dense.store.params if prev is not None and prev.dense is not None else {}
     same = (
-        prev is not None and prev.dense.store.kind == "milvus" and params.get("uri") == public_uri(uri)
+        prev is not None and prev.dense is not None and prev.dense.store.kind == "milvus"
+        and params.get("uri") == public_uri(uri)
         and str(params.get("collection", "")).startswith(milvus_prefix(index_dir))
         and params.get("tokenizer") == TOKENIZER_VERSION and prev.dense.dim == vectors.shape[1]
     )

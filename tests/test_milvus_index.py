@@ -194,3 +194,12 @@ def test_a_milvus_lite_path_that_is_a_users_file_is_refused_untouched(tmp_path):
     out = runner.invoke(app, ["index", str(SEEDS), "--index-dir", str(tmp_path / "idx"), "--store", str(notes)])
     assert out.exit_code == 1 and "it is a file, not a Milvus Lite data folder" in out.output, out.output
     assert notes.read_text(encoding="utf-8") == "precious"
+
+
+def test_a_lexical_only_index_moves_to_milvus_with_an_embedding_model(tmp_path):
+    engine = Engine(make_settings(tmp_path))  # --embed-model none
+    engine.index([SEEDS])
+    moved = engine_for(tmp_path, str(tmp_path / "m.db"))
+    moved.index()
+    assert moved.opened.dense.store.kind == "milvus"
+    assert moved.opened.vector_store.ntotal == moved.opened.n
