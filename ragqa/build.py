@@ -112,12 +112,13 @@ def build_index(
         prev = _previous(settings.index_dir, warnings)
         if embedder is None and not embed_explicit and prev is not None:
             embed_spec = prev.manifest.dense_wanted  # an index keeps the embedding model it was built with
-        if "store" in settings.model_fields_set and settings.store != "faiss":
+        kind, uri = _chosen_store(prev, settings)
+        if kind == "milvus" and "store" in settings.model_fields_set:
             if embed_spec == "none":
                 raise UsageError("a Milvus store holds the index's vectors: it needs an embedding model; drop --embed-model none")
             from .milvus import connect
 
-            connect(settings.store).close()  # an unreachable server fails now, not after the embedding
+            connect(uri).close()  # an unreachable server fails now, not after the embedding
         roots = _roots(paths, prev, replace, settings, warnings)
         store.check_index_dir(settings.index_dir, roots)
         step("scanning", 0, 0)
@@ -127,7 +128,7 @@ def build_index(
         signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
         if prev is not None and prev.manifest.signature == signature and not _dense_now_possible(
             prev, embed_spec, settings
-        ) and not _store_moves(prev, settings):
+        ) and (prev.dense is None or _same_store(prev, kind, uri)):
             corpus = prev.manifest.corpus
             return BuildReport(
                 index_dir=str(settings.index_dir), articles=corpus.articles, chunks=corpus.chunks,
@@ -205,8 +206,8 @@ def build_index(
         store.save(settings.index_dir, contents)
         step("saving", 1, 1)
         if dense and dense.section.store.kind == "milvus":
-            # collections this index made before: kept while the previous manifest's readers may use one
-            was = prev.dense.store.params.get("collection") if prev is not None and prev.dense is not None else None
+            # collections this index made before, but the previous manifest's: its readers may still use it
+            was = prev.dense.store.params.get("collection") if _store_of(prev)[0] == "milvus" else None
             dense.store.drop_others(milvus_prefix(settings.index_dir), {dense.store.collection, str(was)})
     report.dense = dense.section.model if dense else None
     report.seconds = time.perf_counter() - t0
@@ -404,33 +405,39 @@ def _identity(dense: Dense) -> dict:
     return dense.model_dump(include={"engine", "model", "weights", "dim", "query_prompt", "passage_prompt"})
 
 
-def _store_moves(prev, settings) -> bool:
-    """Whether `--store` names another store than the one the index uses."""
-    if "store" not in settings.model_fields_set or prev.dense is None:
-        return False
+def _store_of(prev) -> tuple[str, str]:
+    """(kind, public URI) of the store a built index uses ("faiss", "faiss" for FAISS or a lexical-only one)."""
+    if prev is None or prev.dense is None or prev.dense.store.kind == "faiss":
+        return "faiss", "faiss"
+    return "milvus", str(prev.dense.store.params.get("uri", ""))
+
+
+def _chosen_store(prev, settings) -> tuple[str, str]:
+    """(kind, URI) of the store this build writes: the one `--store` names, else the previous index's, else
+    FAISS (`settings.store`'s default)."""
     from .config import store_kind
 
-    now = prev.dense.store
-    if store_kind(settings.store) != now.kind:
-        return True
+    if "store" not in settings.model_fields_set and prev is not None and prev.dense is not None:
+        return _store_of(prev)
+    kind = store_kind(settings.store)
+    return kind, settings.store
+
+
+def _same_store(prev, kind: str, uri: str) -> bool:
+    """Whether the previous index uses the store (kind, URI) names (URIs compared as the manifest keeps them)."""
+    if kind == "faiss":
+        return _store_of(prev)[0] == "faiss"
     from .milvus import public_uri
 
-    return now.kind == "milvus" and now.params.get("uri") != public_uri(settings.store)
+    return _store_of(prev) == (kind, public_uri(uri))
 
 
 def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev, settings, tokens):
-    """(store kind, store, id of each row) in the store this index uses: the one `--store` names, else the
-    previous index's, else FAISS (`settings.store`'s default)."""
-    from .config import store_kind
-
-    prev_store = prev.dense.store if prev is not None and prev.dense is not None else None
-    if "store" in settings.model_fields_set or prev_store is None:
-        kind, uri = store_kind(settings.store), settings.store
-    else:
-        kind, uri = prev_store.kind, str(prev_store.params.get("uri", ""))
+    """(store kind, store, id of each row) in the store `_chosen_store` names."""
+    kind, uri = _chosen_store(prev, settings)
     if kind == "milvus":
         return (kind, *_milvus_store(vectors, reuse, prev, uri, settings.index_dir, tokens))
-    reusable = prev_store is not None and prev_store.kind == "faiss" and bool(np.any(reuse >= 0))
+    reusable = prev is not None and prev.dense is not None and prev.dense.store.kind == "faiss" and bool(np.any(reuse >= 0))
     return (kind, *_faiss_store(vectors, reuse, prev if reusable else None))
 
 
@@ -479,13 +486,12 @@ def _milvus_store(vectors: np.ndarray, reuse: np.ndarray, prev, uri: str, index_
     it until the manifest names G+1. A tokenizer change (token ids differ), another model or another server
     starts a new collection (readers keep the old one; the next build drops it)."""
     from .errors import IndexCorrupt
-    from .milvus import MilvusStore, public_uri
+    from .milvus import MilvusStore
 
     flat, offsets = tokens
     params = prev.dense.store.params if prev is not None and prev.dense is not None else {}
     same = (
-        prev is not None and prev.dense is not None and prev.dense.store.kind == "milvus"
-        and params.get("uri") == public_uri(uri)
+        _same_store(prev, "milvus", uri)
         and str(params.get("collection", "")).startswith(milvus_prefix(index_dir))
         and params.get("tokenizer") == TOKENIZER_VERSION and prev.dense.dim == vectors.shape[1]
     )
