@@ -43,7 +43,7 @@ def ask(
     hits = result.hits
     if llm is None:
         hits, follows = with_next_paragraphs(hits, retriever.index)
-        similarity = retriever.similarity_to(search_query or question, result.mode)
+        similarity = retriever.similarity_to(result.query, result.mode)
         extract = extractive_answer(
             question, hits, retriever.index.bm25.idf, follows, similarity, retriever.answer_similarity
         )

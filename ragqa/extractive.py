@@ -107,9 +107,14 @@ class Candidate:
         return self.cover + 0.5 * self.chunk_cover + self.bonus
 
     @property
+    def by_words(self) -> float:
+        """The ranking without an embedding model: the lexical score, a little less for later passages."""
+        return self.lexical - 0.02 * self.rank
+
+    @property
     def score(self) -> float:
         if self.similarity is None:
-            return self.lexical - 0.02 * self.rank
+            return self.by_words
         return self.similarity + SIMILARITY_LEXICAL_WEIGHT * self.lexical
 
 
@@ -188,7 +193,7 @@ def extractive_answer(
     # Whether to answer: in the question's language the lexically best sentence or its passage must cover
     # enough of the question (embeddings score a near miss, a question about a detail the articles leave
     # out, as high as an answer). Across languages words cannot tell: a cosine gate.
-    lexical_best = max(scored, key=lambda c: c.lexical - 0.02 * c.rank)
+    lexical_best = max(scored, key=lambda c: c.by_words)
     scored.sort(key=lambda c: -c.score)
     best = scored[0]
     if across and best.similarity is not None:

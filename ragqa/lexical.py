@@ -415,12 +415,14 @@ class BM25:
         for t in self.ids(tokens):
             df = int(self.indptr[t + 1] - self.indptr[t])
             if df:
-                out[t] = out.get(t, 0.0) + float(np.log1p((self.num_docs - df + 0.5) / (df + 0.5)))
+                out[t] = out.get(t, 0.0) + self._idf(df)
         return out
 
     def idf(self, token: str) -> float:
         """Lucene's BM25 IDF; a token no chunk contains gets the maximum."""
-        df = self.df(token)
+        return self._idf(self.df(token))
+
+    def _idf(self, df: int) -> float:
         return float(np.log1p((self.num_docs - df + 0.5) / (df + 0.5)))
 
     def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:

@@ -130,15 +130,15 @@ class Retriever:
         preset = EMBED_PRESETS.get(self.index.dense.model) if self.index.dense else None
         return preset.answer_similarity if preset else None
 
-    def similarity_to(self, question: str, mode: str) -> Callable[[list[str]], np.ndarray] | None:
-        """texts -> cosine similarity to `question` under the index's embedding model, to rank answer
-        sentences by meaning; None after a lexical search (no model, or it could not load)."""
+    def similarity_to(self, query: str, mode: str) -> Callable[[list[str]], np.ndarray] | None:
+        """texts -> cosine similarity to `query` (as searched: cleaned) under the index's embedding model, to
+        rank answer sentences by meaning; None after a lexical search (no model, or it could not load)."""
         if mode == "lexical" or not self.has_dense:
             return None
         emb = self.embedder()
 
         def similarity(texts: list[str]) -> np.ndarray:
-            q = self.query_vector(clean_query(question)[0])[0]
+            q = self.query_vector(query)[0]  # the search's own vector, kept
             new = [t for t in dict.fromkeys(texts) if t not in self._sentence_vectors]
             if new:
                 self._sentence_vectors.update(zip(new, emb.encode_passages(new)))
