@@ -14,25 +14,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 from common import (
-    QUERIES_KO, WORK, HashEmbedder, bench_settings, child_json, describe, log, machine, peak_rss_mb, search_percentiles,
-    ragqa_default, synthetic_corpus, table,
+    QUERIES_KO, WORK, HashEmbedder, bench_settings, child_json, describe, log, machine, peak_rss_mb, rss_mb,
+    search_percentiles, ragqa_default, synthetic_corpus, table,
 )
 
 K = ragqa_default("top_k")
 
 
-def child(articles: int, store: str) -> dict:
+def guard(max_rss_mb: float, articles: int, store: str, stage: list[str]) -> None:
+    """Stop this child before it takes the machine's memory: past `max_rss_mb` it prints a result saying how
+    far it got and exits (a run that does not fit is a figure too)."""
+    start = time.perf_counter()
+
+    def watch() -> None:
+        while True:
+            rss = rss_mb()
+            if rss > max_rss_mb:
+                print(json.dumps({"articles": articles, "store": store, "aborted": stage[0], "rss_mb": round(rss),
+                                  "after_s": round(time.perf_counter() - start)}), flush=True)
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def child(articles: int, store: str, max_rss_mb: float) -> dict:
     from ragqa import store as index_store
     from ragqa.build import build_index
     from ragqa.retrieve import Retriever
     from ragqa.synthetic import ADDED, add_article
 
+    stage = ["build"]
+    guard(max_rss_mb, articles, store, stage)
     corpus = synthetic_corpus(articles)
     (corpus / ADDED).unlink(missing_ok=True)
     base = WORK / f"stores-{articles}-{store}"
@@ -48,11 +69,13 @@ def child(articles: int, store: str) -> dict:
     out = {"articles": articles, "chunks": report.chunks, "store": store,
            "build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak_rss_mb())}
 
+    stage[0] = "search"
     index = index_store.load(settings.index_dir)
     retriever = Retriever(index, settings, embedder=embedder)
     queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in range(0, index.n, max(1, index.n // 90))][:90]
     out["search"] = search_percentiles(retriever, queries, K)
 
+    stage[0] = "add one article"
     extra = add_article(corpus)
     try:
         start = time.perf_counter()
@@ -68,19 +91,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, nargs="+", default=[10_000])
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a run whose memory passes this (default 20)")
     ap.add_argument("--child", nargs=2, metavar=("ARTICLES", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        print(json.dumps(child(int(args.child[0]), args.child[1], args.max_rss_gb * 1024)))
         return
     results = {"machine": machine("faiss-cpu", "pymilvus", "milvus-lite"), "runs": []}
     for n in args.articles:
         for store in ("faiss", "milvus"):
             log(f"{n} articles, {store}")
-            results["runs"].append(child_json([sys.executable, __file__, "--child", str(n), store]))
+            cmd = [sys.executable, __file__, "--child", str(n), store, "--max-rss-gb", str(args.max_rss_gb)]
+            results["runs"].append(child_json(cmd))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
     print(describe(results["machine"]))
     rows = []
     for r in results["runs"]:
+        if "aborted" in r:
+            rows.append([f"{r['articles']} articles", r["store"], f"stopped at {r['rss_mb']} MB RSS during {r['aborted']} "
+                         f"after {r['after_s']} s", *[""] * 6])
+            continue
         s, a = r["search"], r["add_one_article"]
         rows.append([
             r["chunks"], r["store"], f"{r['build_s']} s", f"{r['build_peak_rss_mb']} MB",

@@ -200,6 +200,7 @@ def build_index(
                 "dense": dense.section if dense else None,
                 "dense_unavailable": report.dense_note,
                 "dense_wanted": embed_spec,
+                "retired_stores": _retired_stores(prev, dense.section if dense else None, settings.index_dir, report.warnings),
             },
         )
         step("saving", 0, 1)
@@ -430,6 +431,29 @@ def _same_store(prev, kind: str, uri: str) -> bool:
     from .milvus import public_uri
 
     return _store_of(prev) == (kind, public_uri(uri))
+
+
+def _retired_stores(prev, section, index_dir: Path, warnings: list[str]) -> list[dict]:
+    """The Milvus collections the new manifest lists as retired. Those the previous manifest retired are dropped
+    now (the generation that used them is two builds old); what cannot be dropped stays listed, with a warning.
+    When this build leaves the previous index's Milvus store (for FAISS, a lexical-only index or another
+    server), that collection is retired: its readers may still be searching it, so the next build drops it."""
+    from .milvus import drop_collection, redact
+
+    kept = []
+    for old in prev.manifest.retired_stores if prev is not None else []:
+        problem = drop_collection(old.uri, old.collection, milvus_prefix(index_dir))
+        if problem:
+            warnings.append(
+                f"could not drop {old.collection}, the Milvus collection this index used on {redact(old.uri)} "
+                f"before, so the next `ragqa index` tries again: {problem}"
+            )
+            kept.append(old.model_dump())
+    kind, uri = _store_of(prev)
+    new = (section.store.kind, str(section.store.params.get("uri", ""))) if section else ("faiss", "faiss")
+    if kind == "milvus" and new != (kind, uri):
+        kept.append({"uri": uri, "collection": str(prev.dense.store.params.get("collection", ""))})
+    return kept
 
 
 def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev, settings, tokens):

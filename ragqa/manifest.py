@@ -75,6 +75,14 @@ class Dense(_Strict):
     store: Store
 
 
+class RetiredStore(_Strict):
+    """A Milvus collection an earlier generation used on a store this index has left (another server, or FAISS):
+    the next build drops it, once no reader of the generation that used it can be left."""
+
+    uri: str
+    collection: str
+
+
 class Manifest(_Strict):
     format: Literal["ragqa-index"]
     format_version: Literal[4]
@@ -90,6 +98,7 @@ class Manifest(_Strict):
     dense_wanted: str  # the embedding model asked for
     dense_unavailable: str | None  # why the index is lexical-only, when it is
     files: dict[str, int]  # data file -> bytes: a truncated file is caught before it is read
+    retired_stores: list[RetiredStore] = []
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

@@ -183,6 +183,25 @@ def connect(uri: str, timeout: float = 10.0):
     raise StoreUnavailable(f"the Milvus server at {shown} refused the connection ({reason}); choose another --store")
 
 
+def drop_collection(uri: str, name: str, prefix: str, timeout: float = 3.0) -> str | None:
+    """Drop the collection `name` at `uri` if it is there and named with `prefix` (ragqa drops only collections
+    it can prove one of its indexes made). None when done or nothing was left to drop, else what went wrong."""
+    if not name.startswith(prefix) or (_is_lite(uri) and not Path(uri).exists()):
+        return None  # not ragqa's to drop; or the Milvus Lite file is gone, and its collections with it
+    try:
+        client = connect(uri, timeout)
+    except StoreUnavailable as e:
+        return str(e)
+    try:
+        if client.has_collection(name, timeout=timeout):
+            client.drop_collection(name, timeout=timeout)
+        return None
+    except _rpc_errors() as e:
+        return redact(_reason(e)[0])
+    finally:
+        client.close()
+
+
 class MilvusStore:
     """One Milvus collection per ragqa index: id, vector (inner product), sparse (BM25), gen_from, gen_to."""
 

@@ -203,3 +203,38 @@ def test_a_lexical_only_index_moves_to_milvus_with_an_embedding_model(tmp_path):
     moved.index()
     assert moved.opened.dense.store.kind == "milvus"
     assert moved.opened.vector_store.ntotal == moved.opened.n
+
+
+def test_leaving_milvus_drops_the_old_collection_one_build_later(tmp_path, monkeypatch):
+    import ragqa.milvus
+    from ragqa.milvus import MilvusStore
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus, ignore=shutil.ignore_patterns("*.jsonl"))
+    db = str(tmp_path / "m.db")
+    engine_for(tmp_path, db).index([corpus])
+    old = engine_for(tmp_path, None).opened.dense.store.params["collection"]
+    watcher = MilvusStore.open(db, "someone_else", 64, 1, create=True)
+
+    moved = engine_for(tmp_path, "faiss")
+    moved.index()  # to FAISS: a reader of the Milvus generation may still be searching `old`
+    assert moved.opened.dense.store.kind == "faiss"
+    assert [r.collection for r in moved.opened.manifest.retired_stores] == [old]
+    assert old in watcher.client.list_collections()
+
+    def away(uri, timeout=10.0):
+        raise ragqa.milvus.StoreUnavailable(f"cannot reach the Milvus server at {uri} within {timeout:g} s (no answer)")
+
+    (corpus / "a.txt").write_text("삼성전자가 새 HBM 공장을 평택에 짓는다.\n", encoding="utf-8")
+    monkeypatch.setattr(ragqa.milvus, "connect", away)
+    report = engine_for(tmp_path, None).index()  # the server is away: the collection stays listed, with a warning
+    assert any(old in w and "tries again" in w for w in report.warnings), report.warnings
+    assert [r.collection for r in engine_for(tmp_path, None).opened.manifest.retired_stores] == [old]
+
+    monkeypatch.undo()
+    (corpus / "b.txt").write_text("SK하이닉스가 HBM4 양산을 시작했다.\n", encoding="utf-8")
+    report = engine_for(tmp_path, None).index()
+    assert not report.warnings and engine_for(tmp_path, None).opened.manifest.retired_stores == []
+    names = watcher.client.list_collections()
+    assert old not in names and "someone_else" in names
+    watcher.close()
