@@ -22,8 +22,11 @@ ROOT = HERE.parent
 WORK = HERE / "work"
 SEEDS = ROOT / "seeds"
 GOLD = SEEDS / "gold_qa.jsonl"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The ragqa under measurement: this checkout's, or the one BENCH_RAGQA_CODE names (run.py --baseline puts an
+# earlier commit there, so that the same scripts measure before and after in one run).
+CODE = Path(os.environ.get("BENCH_RAGQA_CODE") or ROOT).resolve()
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 
 QUERIES_KO = [
     "미국이 H200 수출을 허용한 이유는?", "알리바바는 새 AI 칩을 어디서 제조하나?", "엔비디아 시가총액은 하루에 얼마나 증발했나?",
@@ -47,12 +50,14 @@ def write_json(path: Path, data: dict) -> None:
     log(f"wrote {path}")
 
 
-def offline_env(**extra: str) -> dict:
-    """The environment for child processes: no RAGQA_* settings of the caller, no hub access."""
+def offline_env(code: Path | None = None, **extra: str) -> dict:
+    """The environment for child processes: no RAGQA_* settings of the caller, no hub access, and the ragqa of
+    `code` (default: the one this process measures)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGQA_")}
+    code = str(code or CODE)
     return {
         **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(ROOT), **extra,
+        "PYTHONPATH": code, "BENCH_RAGQA_CODE": code, **extra,
     }
 
 

@@ -1,13 +1,17 @@
 """ragqa benchmark harness: prints tables and writes JSON. Not part of the test suite.
 
-    python benchmarks/run.py                          # 1k and 10k articles, start-up, models, peer (~15 min)
+    python benchmarks/run.py                          # 1k and 10k articles, start-up, models, peer
     python benchmarks/run.py --scales 1000,10000,100000   # up to ~1M chunks (~1 hour on 2 cores)
     python benchmarks/run.py --sections startup,scale     # a subset
+    python benchmarks/run.py --baseline none              # this checkout only
 
-Scale runs use a synthetic corpus built from the seed articles' own sentences and a hashing embedder (so
-FAISS can be measured at a million chunks); the cost of the real embedding models and of the default LLM is
-measured separately with random-weight models of their exact architectures. Every figure is a timing of
-this machine, not a quality measure.
+Start-up and scale run twice, before and after: with the ragqa of `--baseline` (a commit, checked out once
+into benchmarks/work/baseline-<commit> with `git worktree`) and with this checkout's, by the same scripts on
+the same corpus, one after the other in one run. Scale runs use a synthetic corpus built from the seed
+articles' own sentences (with `--long-paragraphs`, some paragraphs as long as the seeds' multi-article lines)
+and a hashing embedder, so that FAISS can be measured at a million chunks; the cost of the real embedding
+engines and of the default LLM is measured separately with random-weight models of their exact
+architectures. Every figure is a timing of this machine, not a quality measure.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import time
 from pathlib import Path
 
 from common import (
-    HERE, QUERIES_KO, ROOT, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, child_json, describe, dir_bytes,
-    log, machine, offline_env, percentiles, search_percentiles, ragqa_default, synthetic_corpus, table, write_json,
+    CODE, HERE, QUERIES_KO, ROOT, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, child_json, describe,
+    dir_bytes, log, machine, offline_env, percentiles, search_percentiles, ragqa_default, synthetic_corpus, table,
+    write_json,
 )
 
 K = ragqa_default("top_k")
+BASELINE = "6a108f1"  # the last commit before issue 14 (speed round two)
 
 
 # ---------------------------------------------------------------- measuring helpers
@@ -52,18 +58,25 @@ def ragqa_cmd(*args: str) -> list[str]:
 
 
 def startup() -> dict:
+    """Whole-process times of the commands a user starts most, on indexes of the seeds that this version of
+    ragqa built: one lexical-only, one with the bundled embedding model (the default)."""
     from ragqa.build import build_index
 
-    index_dir = WORK / "seeds-index"
-    build_index([SEEDS], bench_settings(index_dir))
+    label = CODE.name
+    lexical, bundled = WORK / f"seeds-index-{label}", WORK / f"seeds-index-{label}-bundled"
+    build_index([SEEDS], bench_settings(lexical))
+    build_index([SEEDS], bench_settings(bundled, embed_model=ragqa_default("embed_model")), embed_explicit=True)
     env = offline_env()
     return {
         "help": run_process(ragqa_cmd("--help"), 10, env),
-        "ask_extractive": run_process(
-            ragqa_cmd("ask", "--json", "--llm", "none", "--index-dir", str(index_dir), QUERIES_KO[0]), 5, env
-        ),
         "search_lexical_seeds": run_process(
-            ragqa_cmd("search", "--json", "--mode", "lexical", "--index-dir", str(index_dir), QUERIES_KO[1]), 5, env
+            ragqa_cmd("search", "--json", "--mode", "lexical", "--index-dir", str(lexical), QUERIES_KO[1]), 5, env
+        ),
+        "search_default_seeds": run_process(
+            ragqa_cmd("search", "--json", "--index-dir", str(bundled), QUERIES_KO[1]), 5, env
+        ),
+        "ask_extractive": run_process(
+            ragqa_cmd("ask", "--json", "--llm", "none", "--index-dir", str(bundled), QUERIES_KO[0]), 5, env
         ),
     }
 
@@ -144,9 +157,34 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     return out
 
 
-def scale(articles: int, long_paragraphs: float = 0.0) -> dict:
+def scale(articles: int, long_paragraphs: float, code: Path) -> dict:
+    synthetic_corpus(articles, long_paragraphs)  # written by this checkout's ragqa, so both versions read the same
     return child_json([sys.executable, str(Path(__file__)), "--child-scale", str(articles),
-                       "--long-paragraphs", str(long_paragraphs)])
+                       "--long-paragraphs", str(long_paragraphs)], env=offline_env(code))
+
+
+def versions_to_run(baseline: str) -> list[tuple[str, Path]]:
+    """[(label, checkout)]: the baseline commit's worktree (made once), then this checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--", "ragqa") else "")
+    except (OSError, subprocess.CalledProcessError):
+        head = "this checkout"
+    out = []
+    if baseline != "none":
+        try:
+            rev = git("rev-parse", "--short", f"{baseline}^{{commit}}")
+        except (OSError, subprocess.CalledProcessError):
+            sys.exit(f"run.py: --baseline {baseline} is not a commit of this git checkout; give one, or --baseline none")
+        tree = WORK / f"baseline-{rev}"
+        if not (tree / "ragqa").is_dir():
+            log(f"checking out {rev} into {tree}")
+            git("worktree", "add", "--detach", "--force", str(tree), rev)
+        out.append((f"before ({rev})", tree))
+    out.append((f"after ({head})", ROOT))
+    return out
 
 
 def script_json(script: str, *args: str, env: dict | None = None, python: str | None = None) -> dict | None:
@@ -179,42 +217,48 @@ STAGE_GROUPS = [
 
 def report(results: dict) -> str:
     out = [f"ragqa benchmarks — {describe(results['machine'])} — timings, not quality"]
-    if "startup" in results:
-        s = results["startup"]
-        out.append("\nStart-up (whole processes, median of runs)")
+    if results.get("startup"):
+        out.append("\nStart-up on the seeds (whole processes): median s (min s)")
+        versions = list(results["startup"])
+        commands = list(results["startup"][versions[-1]])
         out.append(table(
-            [[k, v["p50_s"], v["min_s"]] for k, v in s.items()], ["command", "median s", "min s"]
+            [[c, *(f"{results['startup'][v][c]['p50_s']} ({results['startup'][v][c]['min_s']})"
+                   if c in results["startup"][v] else "-" for v in versions)] for c in commands],
+            ["command", *versions],
         ))
     scales = results.get("scale", [])
     if scales:
         out.append("\nIndexing per stage: seconds (chunks/s) [peak RSS MB]")
         rows = []
         for sc in scales:
-            row = [sc["articles"], sc["chunks"]]
+            row = [sc["version"], sc["articles"], sc["chunks"]]
             for _, names in STAGE_GROUPS:
                 secs = sum(sc["stages"].get(n, {}).get("seconds", 0) for n in names)
                 mem = max([sc["stages"].get(n, {}).get("peak_rss_mb", 0) for n in names])
                 row.append(f"{secs:.1f} ({sc['chunks'] / secs if secs else 0:,.0f}) [{mem}]")
             row += [sc["build_s"], sc["disk_mb"]["total"]]
             rows.append(row)
-        out.append(table(rows, ["articles", "chunks", *[g for g, _ in STAGE_GROUPS], "total s", "disk MB"]))
+        out.append(table(rows, ["version", "articles", "chunks", *[g for g, _ in STAGE_GROUPS], "total s", "disk MB"]))
         out.append(f"\nSearch, warm (k={K}, 100 queries): p50 / p95 ms; FAISS recall@10 vs exact; cold processes")
         rows = []
         for sc in scales:
             s = sc["search"]
             rows.append([
-                sc["chunks"], sc["faiss"]["kind"],
+                sc["version"], sc["chunks"], sc["faiss"]["kind"],
                 *[f"{s[m]['p50_ms']} / {s[m]['p95_ms']}" for m in ("lexical", "dense", "hybrid")],
                 sc["faiss_recall@10"], sc["cold_hybrid_search"]["p50_s"], sc["cold_cli_lexical_search"]["p50_s"],
             ])
-        out.append(table(rows, ["chunks", "faiss", "lexical", "dense", "hybrid", "recall@10", "cold hybrid s",
-                                "cold CLI lexical s"]))
-        out.append("\nIncremental")
-        out.append(table(
-            [[sc["chunks"], sc["reindex_unchanged_s"], sc["add_one_article"]["seconds"],
-              sc["add_one_article"]["embedded"], sc["add_one_article"]["reread_files"]] for sc in scales],
-            ["chunks", "unchanged re-index s", "add 1 article s", "embedded", "files re-read"],
-        ))
+        out.append(table(rows, ["version", "chunks", "faiss", "lexical", "dense", "hybrid", "recall@10",
+                                "cold hybrid s", "cold CLI lexical s"]))
+        out.append("\nIncremental: re-index with nothing changed; add one article (time, peak RSS)")
+        rows = []
+        for sc in scales:
+            add = sc["add_one_article"]
+            peak = max((st.get("peak_rss_mb", 0) for st in add["stages"].values()), default=0)
+            rows.append([sc["version"], sc["chunks"], sc["reindex_unchanged_s"], add["seconds"], f"{peak} MB",
+                         add["embedded"], add["reread_files"]])
+        out.append(table(rows, ["version", "chunks", "unchanged re-index s", "add 1 article s", "add peak RSS",
+                                "embedded", "files re-read"]))
     out += model_tables(results)
     return "\n".join(out)
 
@@ -273,12 +317,20 @@ def main() -> None:
         "--full-models", action="store_true",
         help="full embedder timings (~20 min) and the Qwen3-4B quality preset too (default: quick runs)",
     )
+    parser.add_argument(
+        "--baseline", default=BASELINE, metavar="COMMIT",
+        help=f"the commit 'before' is measured with (default {BASELINE}, the last before issue 14); none: skip it",
+    )
     parser.add_argument("--out", type=Path, default=WORK / "results.json")
     parser.add_argument("--child-scale", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-startup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.child_scale:
         print(json.dumps(scale_child(args.child_scale, args.long_paragraphs)))
+        return
+    if args.child_startup:
+        print(json.dumps(startup()))
         return
     sections = set(args.sections.split(","))
     results: dict = {
@@ -286,16 +338,21 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "long_paragraphs": args.long_paragraphs,
     }
+    versions = versions_to_run(args.baseline) if sections & {"startup", "scale"} else []
     if "startup" in sections:
-        log("start-up…")
-        results["startup"] = startup()
+        results["startup"] = {}
+        for label, code in versions:
+            log(f"start-up, {label}…")
+            cmd = [sys.executable, str(Path(__file__)), "--child-startup"]
+            results["startup"][label] = child_json(cmd, env=offline_env(code))
     if "scale" in sections:
         results["scale"] = []
         for n in [int(x) for x in args.scales.split(",")]:
-            log(f"scale {n} articles…")
-            t = time.perf_counter()
-            results["scale"].append(scale(n, args.long_paragraphs))
-            log(f"  done in {time.perf_counter() - t:.0f} s")
+            for label, code in versions:
+                log(f"scale {n} articles, {label}…")
+                t = time.perf_counter()
+                results["scale"].append({"version": label, **scale(n, args.long_paragraphs, code)})
+                log(f"  done in {time.perf_counter() - t:.0f} s")
     if "models" in sections:
         log("real-cost model timings…")
         results["embed_cost"] = script_json("embed_cost.py", *([] if args.full_models else ["--quick"]))
