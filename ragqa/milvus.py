@@ -163,8 +163,15 @@ def connect(uri: str, timeout: float = 10.0):
         if problem:
             raise StoreUnavailable(f"cannot open the Milvus Lite database {path}: {problem}; choose another --store")
         uri = str(path)
-    elif uri.lower().startswith("grpc://"):  # Milvus speaks gRPC on its http:// port; pymilvus knows no grpc://
-        uri = "http://" + uri[len("grpc://"):]
+    else:
+        if uri.lower().startswith("grpc://"):  # Milvus speaks gRPC on its http:// port; pymilvus knows no grpc://
+            uri = "http://" + uri[len("grpc://"):]
+        # pymilvus retries a refused connection until its timeout: a port nobody listens on fails in a moment
+        # instead (unless gRPC goes through a proxy, which the direct probe would not see)
+        if not any(os.environ.get(v) for v in ("grpc_proxy", "https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY")):
+            early = _probe(uri, min(timeout, 2.0))
+            if early in ("connection refused", "unknown host"):
+                raise StoreUnavailable(f"cannot reach the Milvus server at {shown} ({early}): start it, or choose another --store")
     try:
         return pymilvus.MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""), timeout=timeout)
     except _rpc_errors() as e:

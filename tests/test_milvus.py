@@ -263,10 +263,12 @@ def test_params_carry_no_credentials(uri, name, monkeypatch):
 
 
 def test_refused_server_fails_fast_and_names_the_uri(capfd):
+    import pymilvus  # noqa: F401 - its import is not what is timed
+
     start = time.monotonic()
     with pytest.raises(StoreUnavailable) as err:
-        MilvusStore.open("http://user:pw@127.0.0.1:1", "ragqa_x", DIM, 1, timeout=3)
-    assert time.monotonic() - start < 15
+        MilvusStore.open("http://user:pw@127.0.0.1:1", "ragqa_x", DIM, 1, timeout=10)
+    assert time.monotonic() - start < 2  # refused at once, not retried until the 10 s timeout
     message = str(err.value)
     assert "http://***@127.0.0.1:1" in message and "pw" not in message
     assert "connection refused" in message and "\n" not in message
