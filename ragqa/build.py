@@ -364,8 +364,10 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
     same_model = prev_dense is not None and prev_dense.model == spec
     reuse = prev_rows if same_model else np.full(len(chunks), -1, dtype=np.int64)
     if np.any(reuse < 0) and embedder is None:
-        from .embed import load_embedder
+        from .embed import index_settings, load_embedder
 
+        if same_model and "embed_backend" not in settings.model_fields_set:
+            settings = index_settings(settings, prev_dense)  # an index keeps its backend unless one is asked for
         step("loading embedding model", 0, 0)
         try:
             embedder = load_embedder(spec, settings)

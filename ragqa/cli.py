@@ -72,6 +72,12 @@ EmbedModel = Annotated[
 TopK = Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, max=100, help="Number of passages [default 5]")]
 
 
+class EmbedBackend(str, Enum):  # config.Settings.embed_backend, kept here so --help needs no pydantic
+    torch = "torch"
+    onnx = "onnx"
+    onnx_int8 = "onnx-int8"
+
+
 class Mode(str, Enum):  # config.MODES, kept here so --help needs no pydantic
     hybrid = "hybrid"
     dense = "dense"
@@ -233,6 +239,16 @@ def index_cmd(
             "is given [env RAGQA_STORE]",
         ),
     ] = None,
+    embed_backend: Annotated[
+        Optional[EmbedBackend],
+        typer.Option(
+            "--embed-backend",
+            help="How a downloaded sentence-transformers model runs: torch (default), onnx, or onnx-int8 (int8 "
+            "weights: several times faster on CPU, vectors very slightly different); the ONNX file is made from the model on "
+            "first use and kept in its folder (needs `pip install -e \".[onnx]\"`). Not for the bundled e5-small. "
+            "Changing it re-embeds everything; searches always use the index's own [env RAGQA_EMBED_BACKEND]",
+        ),
+    ] = None,
     index_dir: IndexDir = None,
     models_dir: ModelsDir = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any unreadable file instead of skipping it")] = False,
@@ -250,7 +266,10 @@ def index_cmd(
     """
     if replace and not paths:
         raise UsageError("--replace needs the folders or files the index should hold, e.g. `ragqa index --replace news/`")
-    settings = settings_from(index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, store=store)
+    settings = settings_from(
+        index_dir=index_dir, models_dir=models_dir, embed_model=embed_model, store=store,
+        embed_backend=embed_backend and embed_backend.value,
+    )
     progress = StageProgress()
     try:
         report = open_engine(settings).index(

