@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import store
-from .chunking import CHUNKER_VERSION, chunk_article
+from .chunking import CHUNKER_VERSION, analyse_articles
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
 from .lexical import BM25, TOKENIZER_VERSION, language, tokenize_many
@@ -153,7 +153,7 @@ def build_index(
         )
         _check_given(paths, corpus)
         step("chunking", 0, 0)
-        chunks, articles, files_info = _assemble(corpus, prev, prev_files, settings)
+        chunks, articles, files_info, fresh = _assemble(corpus, prev, prev_files, settings)
         for key, info in files_info.items():
             info.update(stat=list(stats.get(key, (0, 0))), read_at_ns=read_at)
         dropped_lines = sum(info["dropped"] for info in files_info.values())
@@ -167,7 +167,7 @@ def build_index(
             removed=[k for k in known if k not in files_info],
         )
         prev_rows = _previous_rows(chunks, prev)
-        token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step)
+        token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step, fresh)
         step("bm25", 0, 0)
         flat, offsets = store.ragged(token_ids)
         bm25 = BM25.build(flat, offsets, len(vocab))
@@ -266,9 +266,13 @@ def _previous(index_dir: Path, warnings: list[str]):
         return None
 
 
-def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], list[dict], dict]:
-    """Chunks, article records and per-file manifest entries in file order: files read this time are
-    chunked, unchanged ones take their chunks straight from the previous index."""
+def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], list[dict], dict, list]:
+    """Chunks, article records, per-file manifest entries in file order, and the tokens chunking gave
+    (None where it gave none): files read this time are chunked, all in one batched Kiwi pass, unchanged
+    ones take their chunks straight from the previous index."""
+    new_articles = [a for f in corpus.files if not f.reused for a in f.articles]
+    analysed = iter(analyse_articles(new_articles, settings.chunk_max_tokens))
+    fresh: list = []
     chunks: list[Chunk] = []
     articles: list[dict] = []
     files_info: dict[str, dict] = {}
@@ -280,19 +284,22 @@ def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], li
                 record, doc_chunks = reuse.article(doc_id)
                 articles.append(record)
                 chunks.extend(doc_chunks)
+                fresh.extend([None] * len(doc_chunks))
             files_info[f.key] = info
             continue
         first = len(chunks)
         for a in f.articles:
             articles.append({"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title})
-            chunks.extend(chunk_article(a, settings.chunk_max_tokens))
+            article_chunks, article_tokens = next(analysed)
+            chunks.extend(article_chunks)
+            fresh.extend(article_tokens)
         mine = chunks[first:]
         files_info[f.key] = {
             "sha256": f.sha256, "base": f.base, "docs": [a.doc_id for a in f.articles],
             "dropped": sum(len(a.dropped) for a in f.articles),
             "languages": dict(Counter(language(c.text) for c in mine)),
         }
-    return chunks, articles, files_info
+    return chunks, articles, files_info, fresh
 
 
 class _PreviousChunks:
@@ -324,8 +331,9 @@ def _previous_rows(chunks, prev) -> np.ndarray:
     return np.array([by_hash.get(c.hash, -1) for c in chunks], dtype=np.int64)
 
 
-def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Token ids per chunk; chunks the previous index already holds are not re-tokenized."""
+def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=None) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Token ids per chunk; chunks the previous index already holds are not re-tokenized, nor are those
+    whose tokens came with the chunking (`fresh`)."""
     vocab: dict[str, int] = {"": 0}
     out: list[np.ndarray | None] = [None] * len(chunks)
     if prev is not None and prev.manifest.lexical.tokenizer == TOKENIZER_VERSION:
@@ -335,6 +343,11 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tup
         for i in np.flatnonzero(prev_rows >= 0).tolist():
             r = int(prev_rows[i])
             out[i] = flat[off[r] : off[r + 1]]
+    report.tokenized = 0
+    for i, toks in enumerate(fresh or []):
+        if out[i] is None and toks is not None:
+            out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
+            report.tokenized += 1
     todo = [i for i, t in enumerate(out) if t is None]
     batch = 1024
     for start in range(0, len(todo), batch):
@@ -342,7 +355,7 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress) -> tup
         for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
         step("tokenizing", min(start + batch, len(todo)), len(todo))
-    report.tokenized = len(todo)
+    report.tokenized += len(todo)
     return out, vocab  # type: ignore[return-value]
 
 

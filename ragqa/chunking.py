@@ -46,24 +46,36 @@ def chunk_id(doc_id: str, paragraph: int, part: int | None = None) -> str:
 
 def split_paragraph(text: str, max_tokens: int) -> list[str]:
     """Consecutive pieces of `text`, each within `max_tokens` where sentences allow, cut between sentences."""
-    total = approx_tokens(text)
-    if total <= max_tokens:
+    if approx_tokens(text) <= max_tokens:
         return [text]
+    return [text[a:b] for a, b in _pieces(text, _sentence_spans(text), max_tokens)]
+
+
+def _pieces(text: str, spans: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
+    """(start, end) of each piece of a paragraph over budget, given its sentence spans; stripped, none empty."""
+    total = approx_tokens(text)
     units: list[tuple[int, int]] = []
-    for a, b in _sentence_spans(text):
+    for a, b in spans:
         units.extend(_hard_split(text, a, b, max_tokens))
     parts = math.ceil(total / max_tokens)
     target = total / parts
-    pieces: list[str] = []
+    cuts: list[tuple[int, int]] = []
     start, size = units[0][0], 0
     for a, b in units:
         n = approx_tokens(text[a:b])
         if size and (size + n > max_tokens or size >= target):
-            pieces.append(text[start:a])
+            cuts.append((start, a))
             start, size = a, 0
         size += n
-    pieces.append(text[start:])
-    return [p.strip() for p in pieces if p.strip()]
+    cuts.append((start, len(text)))
+    out = []
+    for a, b in cuts:
+        piece = text[a:b]
+        stripped = piece.strip()
+        if stripped:
+            a += len(piece) - len(piece.lstrip())
+            out.append((a, a + len(stripped)))
+    return out
 
 
 # Kiwi splits sentences at about 20,000 characters a second: fine for a news paragraph, minutes for a scraped
@@ -71,6 +83,12 @@ def split_paragraph(text: str, max_tokens: int) -> list[str]:
 # punctuation (and closing quotes) followed by a space, and at line breaks, in one linear pass.
 KIWI_SENTENCE_CHARS = 20_000
 _SENTENCE_END = re.compile(r"[.!?。…][\"'”’」』)\]]*\s+|\n\s*")
+
+
+def _kiwi_splits(text: str) -> bool:
+    from .lexical import kiwi_splits
+
+    return len(text) <= KIWI_SENTENCE_CHARS and kiwi_splits(text)
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -123,14 +141,50 @@ def _cuts(text: str, s: int, e: int, step: int) -> int:
 
 
 def chunk_article(article: Article, max_tokens: int) -> list[Chunk]:
-    chunks = []
-    for n, paragraph in enumerate(article.paragraphs, 1):
-        pieces = split_paragraph(paragraph, max_tokens)
-        for j, piece in enumerate(pieces, 1):
-            cid = chunk_id(article.doc_id, n, j if len(pieces) > 1 else None)
-            chunks.append(Chunk(chunk_id=cid, doc_id=article.doc_id, text=piece, hash=content_hash(piece)))
-    return chunks
+    return analyse_articles([article], max_tokens)[0][0]
 
 
 def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
-    return [c for a in articles for c in chunk_article(a, max_tokens)]
+    return [c for chunks, _ in analyse_articles(articles, max_tokens) for c in chunks]
+
+
+ANALYSIS_BATCH = 1024  # paragraphs per batched Kiwi call: enough for its worker threads, little memory
+
+
+def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
+    """Each article's chunks, and each chunk's index tokens where they came with the chunking: a Korean
+    paragraph over budget is split into sentences by the same batched Kiwi pass that gives its tokens, so it
+    is analysed once. Other chunks (paragraphs within budget, English ones) get None: `lexical.tokenize_many`
+    tokenizes them, unless the previous index already has their text."""
+    from .lexical import kiwi_sentences, tokens_between
+
+    # (article, paragraph number, text, piece ranges or None while Kiwi has yet to split it)
+    paragraphs: list[list] = []
+    for i, article in enumerate(articles):
+        for n, text in enumerate(article.paragraphs, 1):
+            if approx_tokens(text) <= max_tokens:
+                paragraphs.append([i, n, text, [(0, len(text))], None])
+            elif _kiwi_splits(text):
+                paragraphs.append([i, n, text, None, None])
+            else:
+                paragraphs.append([i, n, text, _pieces(text, _sentence_spans(text), max_tokens), None])
+    todo = [p for p in paragraphs if p[3] is None]
+    # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
+    # at a pointer each.
+    interned: dict[str, str] = {}
+    for start in range(0, len(todo), ANALYSIS_BATCH):
+        batch = todo[start : start + ANALYSIS_BATCH]
+        for p, (spans, morphs) in zip(batch, kiwi_sentences([p[2] for p in batch])):
+            p[3] = _pieces(p[2], spans, max_tokens)
+            p[4] = [[interned.setdefault(t, t) for t in tokens_between(morphs, a, b)] for a, b in p[3]]
+    out: list[tuple[list[Chunk], list]] = [([], []) for _ in articles]
+    for i, n, text, ranges, tokens in paragraphs:
+        chunks, toks = out[i]
+        doc_id = articles[i].doc_id
+        whole = len(ranges) == 1 and ranges[0] == (0, len(text))
+        for j, (a, b) in enumerate(ranges, 1):
+            piece = text if whole else text[a:b]
+            cid = chunk_id(doc_id, n, j if len(ranges) > 1 else None)
+            chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, text=piece, hash=content_hash(piece)))
+            toks.append(tokens[j - 1] if tokens else None)
+    return out

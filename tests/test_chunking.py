@@ -74,3 +74,37 @@ def test_approx_tokens_counts_hangul_digits_and_words():
     assert approx_tokens("2024") == 4
     assert approx_tokens("Alibaba chip") == 3  # 2 words x 1.3, rounded up
     assert approx_tokens("") == 0
+
+
+def test_one_kiwi_pass_gives_the_same_chunks_and_tokens_as_two():
+    """A Korean paragraph over budget is split and tokenized by one batched Kiwi pass: the chunks are those
+    `split_paragraph` makes, and each piece's tokens those of the piece analysed on its own (on the seeds)."""
+    from ragqa.chunking import analyse_articles
+    from ragqa.lexical import tokenize
+
+    articles = load_corpus([SEEDS]).articles
+    analysed = analyse_articles(articles, 220)
+    with_tokens = 0
+    for article, (chunks, tokens) in zip(articles, analysed):
+        expected = [p for para in article.paragraphs for p in split_paragraph(para, 220)]
+        assert [c.text for c in chunks] == expected
+        for chunk, toks in zip(chunks, tokens, strict=True):
+            if toks is not None:
+                with_tokens += 1
+                assert toks == tokenize(chunk.text), chunk.chunk_id
+    assert with_tokens == 27  # the pieces of the 11 Korean paragraphs over budget; the rest are tokenized later
+
+
+def test_analysis_of_a_multi_line_paragraph_keeps_line_breaks_as_sentence_ends():
+    from ragqa.chunking import analyse_articles
+    from ragqa.schema import Article
+
+    head = '◇"中, 엔비디아 칩 접근 제한…"'
+    body = "16일 업계에 따르면 미국 정부는 지난 8일 엔비디아의 인공지능 칩의 중국 수출을 허용했다. " * 8
+    para = head + "\n\n" + body.strip()
+    article = Article(doc_id="d", source="d.txt", title=None, paragraphs=[para], dropped=[])
+    [(chunks, tokens)] = analyse_articles([article], 120)
+    assert [c.text for c in chunks] == split_paragraph(para, 120)
+    assert chunks[0].text.startswith(head + "\n")  # the headline line is a sentence of the first piece
+    assert all(t is not None for t in tokens)
+    assert "엔비디아" in tokens[0] and all("수출" in t for t in tokens)

@@ -100,3 +100,18 @@ def test_top_k_orders_and_drops_zero_scores():
     assert top_k(scores, 3) == [(2, 5.0), (1, 2.0), (3, 2.0)]
     assert top_k(scores, 10) == [(2, 5.0), (1, 2.0), (3, 2.0), (5, 1.0)]
     assert top_k(np.zeros(4, np.float32), 2) == []
+
+
+def test_batched_sentence_analysis_matches_one_text_at_a_time():
+    from ragqa.lexical import kiwi_sentences, sentence_spans, tokenize, tokens_between
+
+    texts = [
+        "미국 정부는 H200의 수출을 허용했다. 그러나 의회는 반대했다.",
+        '◇"中, 엔비디아 칩 접근 제한…"\n\n화웨이는 자체 칩을 만든다. 알리바바도 그렇다.\n',
+        "삼성전자가 3나노 공정의 수율을 끌어올렸다!",
+    ]
+    analysed = kiwi_sentences(texts)
+    for text, (spans, morphs) in zip(texts, analysed):
+        assert spans == sentence_spans(text)
+        assert [tokens_between(morphs, a, b) for a, b in spans] == [tokenize(text[a:b]) for a, b in spans]
+    assert len(analysed[1][0]) == 3  # the headline line, then two sentences
