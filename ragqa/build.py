@@ -175,7 +175,7 @@ def build_index(
             built = _base(corpus, read, prev, prev_files, embed_spec, embed_explicit, settings, report, step, embedder)
         contents, dense = built
         contents.files_info = files_info
-        live = len(contents.chunks) + (prev.manifest.corpus.chunks - len(stale) if contents.segments else 0)
+        live = sum(s["rows"] for s in contents.segments) + len(contents.chunks) - len(contents.tombstones)
         report.chunks = live
         languages: dict[str, int] = {}
         for info in files_info.values():
