@@ -153,56 +153,50 @@ def build_index(
         )
         _check_given(paths, corpus)
         step("chunking", 0, 0)
-        chunks, articles, files_info, fresh = _assemble(corpus, prev, prev_files, settings)
+        read = _chunk_files([f for f in corpus.files if not f.reused], settings)
+        files_info = {f.key: prev_files[f.key] if f.reused else read[f.key][2] for f in corpus.files}
         for key, info in files_info.items():
             info.update(stat=list(stats.get(key, (0, 0))), read_at_ns=read_at)
         dropped_lines = sum(info["dropped"] for info in files_info.values())
         report = BuildReport(
-            index_dir=str(settings.index_dir), articles=len(articles), chunks=len(chunks), files=len(corpus.files),
-            dropped_lines=dropped_lines, seconds=0.0, skipped=corpus.skipped, ignored_files=corpus.ignored,
-            warnings=warnings + corpus.warnings, dropped=[d for a in corpus.articles for d in a.dropped],
-            reread_files=sum(not f.reused for f in corpus.files), sources=signature.roots,
+            index_dir=str(settings.index_dir), articles=sum(len(i["docs"]) for i in files_info.values()), chunks=0,
+            files=len(corpus.files), dropped_lines=dropped_lines, seconds=0.0, skipped=corpus.skipped,
+            ignored_files=corpus.ignored, warnings=warnings + corpus.warnings,
+            dropped=[d for a in corpus.articles for d in a.dropped], reread_files=len(read), sources=signature.roots,
             added=[k for k in files_info if k not in known],
             updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
             removed=[k for k in known if k not in files_info],
         )
-        prev_rows = _previous_rows(chunks, prev)
-        token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step, fresh)
-        step("bm25", 0, 0)
-        flat, offsets = store.ragged(token_ids)
-        bm25 = BM25.build(flat, offsets, len(vocab))
-        dense = _dense(chunks, prev, prev_rows, embed_spec, embed_explicit, settings, report, step, embedder, (flat, offsets))
+        stale = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
+        built = None
+        if stale is not None:
+            built = _segment(corpus, read, stale, prev, embed_spec, settings, report, step, embedder)
+        if built is None:
+            built = _base(corpus, read, prev, prev_files, embed_spec, embed_explicit, settings, report, step, embedder)
+        contents, dense = built
+        contents.files_info = files_info
+        live = sum(s["rows"] for s in contents.segments) + len(contents.chunks) - len(contents.tombstones)
+        report.chunks = live
         languages: dict[str, int] = {}
         for info in files_info.values():
             for lang, n in info["languages"].items():
                 languages[lang] = languages.get(lang, 0) + n
-        contents = store.IndexContents(
-            chunks=chunks,
-            articles=articles,
-            tokens=(flat, offsets),
-            vocab=vocab,
-            files_info=files_info,
-            vectors=dense.vectors if dense else None,
-            bm25=bm25,
-            vector_store=dense.store if dense else None,
-            vector_ids=dense.ids if dense else None,
-            sections={
-                "signature": signature,
-                "corpus": Corpus(
-                    roots=signature.roots, files=len(corpus.files), articles=len(articles), chunks=len(chunks),
-                    dropped_lines=dropped_lines, languages=languages,
-                ),
-                "chunker": signature.chunker,
-                "lexical": Lexical(
-                    tokenizer=TOKENIZER_VERSION, bm25=BM25Params(k1=BM25.K1, b=BM25.B, idf="lucene"),
-                    vocab_size=len(vocab),
-                ),
-                "dense": dense.section if dense else None,
-                "dense_unavailable": report.dense_note,
-                "dense_wanted": embed_spec,
-                "retired_stores": _retired_stores(prev, dense.section if dense else None, settings.index_dir, report.warnings),
-            },
-        )
+        contents.sections = {
+            "signature": signature,
+            "corpus": Corpus(
+                roots=signature.roots, files=len(corpus.files), articles=report.articles, chunks=live,
+                dropped_lines=dropped_lines, languages=languages,
+            ),
+            "chunker": signature.chunker,
+            "lexical": Lexical(
+                tokenizer=TOKENIZER_VERSION, bm25=BM25Params(k1=BM25.K1, b=BM25.B, idf="lucene"),
+                vocab_size=len(contents.vocab), live_length=contents.live_length,
+            ),
+            "dense": dense.section if dense else None,
+            "dense_unavailable": report.dense_note,
+            "dense_wanted": embed_spec,
+            "retired_stores": _retired_stores(prev, dense.section if dense else None, settings.index_dir, report.warnings),
+        }
         step("saving", 0, 1)
         store.save(settings.index_dir, contents)
         step("saving", 1, 1)
@@ -266,53 +260,75 @@ def _previous(index_dir: Path, warnings: list[str]):
         return None
 
 
-def _assemble(corpus, prev, prev_files: dict, settings) -> tuple[list[Chunk], list[dict], dict, list]:
-    """Chunks, article records, per-file manifest entries in file order, and the tokens chunking gave
-    (None where it gave none): files read this time are chunked, all in one batched Kiwi pass, unchanged
-    ones take their chunks straight from the previous index."""
-    new_articles = [a for f in corpus.files if not f.reused for a in f.articles]
-    analysed = iter(analyse_articles(new_articles, settings.chunk_max_tokens))
-    fresh: list = []
-    chunks: list[Chunk] = []
-    articles: list[dict] = []
-    files_info: dict[str, dict] = {}
-    reuse = _PreviousChunks(prev) if any(f.reused for f in corpus.files) else None
-    for f in corpus.files:
-        if f.reused:
-            info = prev_files[f.key]
-            for doc_id in info["docs"]:
-                record, doc_chunks = reuse.article(doc_id)
-                articles.append(record)
-                chunks.extend(doc_chunks)
-                fresh.extend([None] * len(doc_chunks))
-            files_info[f.key] = info
-            continue
-        first = len(chunks)
+# An incremental build adds one segment holding the chunks of the files it read, unless the index would then
+# have more than MAX_SEGMENTS segments, the segment more rows than MAX_SEGMENT_SHARE of the live chunks, or the
+# deleted rows exceed MAX_DEAD_SHARE of all rows: then it writes a new base (the merge). Searches visit every
+# segment and skip deleted rows, so these bound what the segments cost a search (a few more small scans, at
+# most a quarter of the rows dead) while an add writes only its own chunks.
+MAX_SEGMENTS = 8
+MAX_SEGMENT_SHARE = 0.10
+MAX_DEAD_SHARE = 0.25
+
+
+def _chunk_files(files: list, settings) -> dict[str, tuple[list[dict], list[Chunk], dict, list]]:
+    """The files read this time, by key: their article records, chunks, files.json entry, and the tokens the
+    chunking gave (None where it gave none), from one batched Kiwi pass over all their articles."""
+    analysed = iter(analyse_articles([a for f in files for a in f.articles], settings.chunk_max_tokens))
+    out = {}
+    for f in files:
+        articles, chunks, fresh = [], [], []
         for a in f.articles:
             articles.append({"doc_id": a.doc_id, "source": a.source, "title": a.title, "display_title": a.display_title})
             article_chunks, article_tokens = next(analysed)
             chunks.extend(article_chunks)
             fresh.extend(article_tokens)
-        mine = chunks[first:]
-        files_info[f.key] = {
+        info = {
             "sha256": f.sha256, "base": f.base, "docs": [a.doc_id for a in f.articles],
             "dropped": sum(len(a.dropped) for a in f.articles),
-            "languages": dict(Counter(language(c.text) for c in mine)),
+            "languages": dict(Counter(language(c.text) for c in chunks)),
         }
-    return chunks, articles, files_info, fresh
+        out[f.key] = (articles, chunks, info, fresh)
+    return out
+
+
+def _assemble(corpus, prev, prev_files: dict, read: dict) -> tuple[list[Chunk], list[dict], list]:
+    """Chunks, article records and the tokens chunking gave (None where it gave none) in file order: files
+    read this time (`read`, from _chunk_files), unchanged ones straight from the previous index."""
+    fresh: list = []
+    chunks: list[Chunk] = []
+    articles: list[dict] = []
+    reuse = _PreviousChunks(prev) if any(f.reused for f in corpus.files) else None
+    for f in corpus.files:
+        if f.reused:
+            for doc_id in prev_files[f.key]["docs"]:
+                record, doc_chunks = reuse.article(doc_id)
+                articles.append(record)
+                chunks.extend(doc_chunks)
+                fresh.extend([None] * len(doc_chunks))
+        else:
+            articles.extend(read[f.key][0])
+            chunks.extend(read[f.key][1])
+            fresh.extend(read[f.key][3])
+    return chunks, articles, fresh
 
 
 class _PreviousChunks:
-    """The previous index's chunks, grouped by article, decoded once."""
+    """The previous index's live chunks, grouped by article, decoded once."""
 
     def __init__(self, prev):
         self.prev = prev
         self.texts = prev.texts.all()
         self.hashes = prev.hashes.all()
-        order = np.argsort(np.asarray(prev.chunk_doc), kind="stable")
-        bounds = np.searchsorted(np.asarray(prev.chunk_doc)[order], np.arange(len(prev.articles) + 1))
-        self.rows = {a["doc_id"]: order[bounds[i] : bounds[i + 1]] for i, a in enumerate(prev.articles)}
-        self.records = {a["doc_id"]: a for a in prev.articles}
+        live = prev.live_rows()
+        docs = np.asarray(prev.chunk_doc)[live]
+        order = np.argsort(docs, kind="stable")
+        bounds = np.searchsorted(docs[order], np.arange(len(prev.articles) + 1))
+        rows = live[order]
+        # an article rewritten in a later segment: its live rows are there, and its record is that segment's
+        self.rows, self.records = {}, {}
+        for i, a in enumerate(prev.articles):
+            if bounds[i + 1] > bounds[i] or a["doc_id"] not in self.rows:
+                self.rows[a["doc_id"]], self.records[a["doc_id"]] = rows[bounds[i] : bounds[i + 1]], a
 
     def article(self, doc_id: str) -> tuple[dict, list[Chunk]]:
         ids = self.prev.chunk_ids
@@ -321,12 +337,15 @@ class _PreviousChunks:
         ]
 
 
-def _previous_rows(chunks, prev) -> np.ndarray:
-    """For each chunk, the row of the previous index that holds exactly its text, or -1."""
+def _previous_rows(chunks, prev, candidates: np.ndarray | None = None) -> np.ndarray:
+    """For each chunk, a row of the previous index (among `candidates`; None: all) that holds exactly its text,
+    or -1. A deleted row still holds valid tokens and vectors for its text."""
     if prev is None:
         return np.full(len(chunks), -1, dtype=np.int64)
+    rows = range(prev.n) if candidates is None else candidates.tolist()
+    hashes = prev.hashes.all() if candidates is None else [prev.hashes[r] for r in rows]
     by_hash: dict[str, int] = {}
-    for row, h in enumerate(prev.hashes.all()):
+    for row, h in zip(rows, hashes):
         by_hash.setdefault(h, row)
     return np.array([by_hash.get(c.hash, -1) for c in chunks], dtype=np.int64)
 
@@ -338,11 +357,9 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
     out: list[np.ndarray | None] = [None] * len(chunks)
     if prev is not None and prev.manifest.lexical.tokenizer == TOKENIZER_VERSION:
         vocab = dict(prev.vocab)
-        flat, offsets = prev.tokens
-        flat, off = np.asarray(flat), np.asarray(offsets).tolist()
-        for i in np.flatnonzero(prev_rows >= 0).tolist():
-            r = int(prev_rows[i])
-            out[i] = flat[off[r] : off[r + 1]]
+        kept = np.flatnonzero(prev_rows >= 0)
+        for i, toks in zip(kept.tolist(), prev.tokens_of(prev_rows[kept])):
+            out[i] = toks
     report.tokenized = 0
     for i, toks in enumerate(fresh or []):
         if out[i] is None and toks is not None:
@@ -359,12 +376,136 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
     return out, vocab  # type: ignore[return-value]
 
 
+def _segment_plan(prev, prev_files: dict, corpus, read: dict, kind: str, embed_spec: str) -> np.ndarray | None:
+    """The live rows this build deletes (the previous chunks of files changed or removed) when it may add one
+    segment to the previous index; None when it must write a new base."""
+    if prev is None or not prev_files or kind != "faiss" or prev.manifest.lexical.tokenizer != TOKENIZER_VERSION:
+        return None
+    if prev.dense is None:
+        if embed_spec != "none":
+            return None
+    elif embed_spec == "none" or prev.dense.store.kind != "faiss" or prev.dense.model != embed_spec:
+        return None
+    if len(prev.segments) >= MAX_SEGMENTS:
+        return None
+    kept = {f.key for f in corpus.files if f.reused}
+    docs = {d for key, info in prev_files.items() if key not in kept for d in info["docs"]}
+    articles = np.array([i for i, a in enumerate(prev.articles) if a["doc_id"] in docs], dtype=np.int64)
+    stale = np.flatnonzero(np.isin(np.asarray(prev.chunk_doc), articles))
+    stale = stale[~prev.is_dead[stale]]
+    new = sum(len(r[1]) for r in read.values())
+    live = prev.manifest.corpus.chunks - len(stale) + new
+    if new > MAX_SEGMENT_SHARE * prev.manifest.corpus.chunks or live <= 0:
+        return None
+    if len(prev.dead) + len(stale) > MAX_DEAD_SHARE * (prev.n + new):
+        return None
+    return stale
+
+
+def _segment(corpus, read: dict, stale: np.ndarray, prev, spec: str, settings, report: BuildReport, step: Progress,
+             embedder=None):
+    """(contents, dense parts) of a segment holding the chunks of the files read this time, with the corpus
+    statistics updated for the deleted rows `stale`: reads only those rows of the previous index. None when
+    the vectors cannot be made by the index's own embedder (a full build sorts that out)."""
+    from .lexical import Postings
+
+    chunks, articles, fresh = [], [], []
+    for f in corpus.files:
+        if not f.reused:
+            articles.extend(read[f.key][0])
+            chunks.extend(read[f.key][1])
+            fresh.extend(read[f.key][3])
+    prev_rows = _previous_rows(chunks, prev, stale)  # unchanged paragraphs of a changed file
+    dense = None
+    if prev.dense is not None:
+        if np.any(prev_rows < 0) and embedder is None:
+            from .embed import index_settings, load_embedder
+
+            step("loading embedding model", 0, 0)
+            try:
+                embedder = load_embedder(spec, index_settings(settings, prev.dense))
+            except ModelUnavailable:
+                return None
+        if embedder is not None and embedder.identity != _identity(prev.dense):
+            return None  # other weights or prompts: every vector changes
+    token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step, fresh)
+    step("bm25", 0, 0)
+    flat, offsets = store.ragged(token_ids)
+    postings = Postings.build(flat, offsets, len(vocab))
+    if prev.dense is not None:
+        from .vectors import FaissStore
+
+        vectors = _embed(chunks, prev, prev_rows, embedder, prev.dense.dim, report, step)
+        report.reused_vectors += prev.manifest.corpus.chunks - len(stale)  # the other segments' rows stay as they are
+        step("vector index", 0, 0)
+        ids = np.arange(len(chunks), dtype=np.int64)
+        dense = DenseParts(vectors, prev.dense, FaissStore.build(vectors, ids), ids)
+    # the live rows' statistics: the previous ones, less the deleted rows, plus the new segment's
+    old = prev.tokens_of(stale)
+    df = postings.df(len(vocab))
+    df[: len(prev.bm25.doc_freq)] += np.asarray(prev.bm25.doc_freq)
+    if old:
+        df -= np.bincount(np.concatenate([np.unique(t) for t in old]).astype(np.int64), minlength=len(vocab))
+    live_length = prev.manifest.lexical.live_length - sum(len(t) for t in old) + int(postings.lengths.sum())
+    contents = store.IndexContents(
+        chunks=chunks, articles=articles, tokens=(flat, offsets), vocab=vocab, files_info={},
+        vectors=dense.vectors if dense else None, postings=postings, vector_store=dense.store if dense else None,
+        vector_ids=dense.ids if dense else None, df=df, tombstones=np.union1d(prev.dead, stale),
+        segments=[s.model_dump(mode="json") for s in prev.manifest.segments], vocab_start=len(prev.vocab),
+        live_length=live_length,
+    )
+    return contents, dense
+
+
+def _base(corpus, read: dict, prev, prev_files: dict, spec: str, explicit: bool, settings, report: BuildReport,
+          step: Progress, embedder=None):
+    """(contents, dense parts) of a new base segment holding every chunk: unchanged files' chunks, tokens and
+    vectors come from the previous index."""
+    from .lexical import Postings
+
+    chunks, articles, fresh = _assemble(corpus, prev, prev_files, read)
+    prev_rows = _previous_rows(chunks, prev)
+    token_ids, vocab = _tokens(chunks, prev, prev_rows, report, step, fresh)
+    step("bm25", 0, 0)
+    flat, offsets = store.ragged(token_ids)
+    postings = Postings.build(flat, offsets, len(vocab))
+    dense = _dense(chunks, prev, prev_rows, spec, explicit, settings, report, step, embedder, (flat, offsets))
+    contents = store.IndexContents(
+        chunks=chunks, articles=articles, tokens=(flat, offsets), vocab=vocab, files_info={},
+        vectors=dense.vectors if dense else None, postings=postings, vector_store=dense.store if dense else None,
+        vector_ids=dense.ids if dense else None, df=postings.df(len(vocab)), tombstones=np.zeros(0, np.int64),
+        live_length=int(postings.lengths.sum()),
+    )
+    return contents, dense
+
+
 @dataclass
 class DenseParts:
     vectors: np.ndarray
     section: Dense  # the manifest's dense section
     store: object  # the vectors.VectorStore holding them
     ids: np.ndarray  # the store's id of each row
+
+
+def _embed(chunks, prev, reuse: np.ndarray, embedder, dim: int, report: BuildReport, step: Progress) -> np.ndarray:
+    """Each chunk's vector: the previous index's row `reuse[i]` where it is >= 0, else embedded now."""
+    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
+    kept = np.flatnonzero(reuse >= 0)
+    if len(kept):
+        vectors[kept] = prev.vectors_of(reuse[kept])
+    todo = np.flatnonzero(reuse < 0)
+    if len(todo):
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            step("embedding", done, len(todo))
+
+        step("embedding", 0, len(todo))
+        vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo.tolist()], progress=advance)
+    report.embedded, report.reused_vectors = len(todo), len(kept)
+    return vectors
 
 
 def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildReport, step: Progress, embedder=None,
@@ -391,23 +532,8 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
             return None
     if same_model and embedder is not None and _identity(prev_dense) != embedder.identity:
         reuse = np.full(len(chunks), -1, dtype=np.int64)  # other weights or prompts: no vector can be kept
-    todo = np.flatnonzero(reuse < 0)
     dim = embedder.dim if embedder is not None else prev_dense.dim
-    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
-    kept = np.flatnonzero(reuse >= 0)
-    if len(kept):
-        vectors[kept] = np.asarray(prev.vectors)[reuse[kept]]
-    if len(todo):
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            step("embedding", done, len(todo))
-
-        step("embedding", 0, len(todo))
-        vectors[todo] = embedder.encode_passages([chunks[i].text for i in todo.tolist()], progress=advance)
-    report.embedded, report.reused_vectors = len(todo), len(kept)
+    vectors = _embed(chunks, prev, reuse, embedder, dim, report, step)
     step("vector index", 0, 0)
     kind, vector_store, ids = _vector_store(vectors, reuse, prev, settings, tokens)
     identity = embedder.identity if embedder is not None else _identity(prev_dense)
@@ -476,7 +602,10 @@ def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev, settings, tokens
     kind, uri = _chosen_store(prev, settings)
     if kind == "milvus":
         return (kind, *_milvus_store(vectors, reuse, prev, uri, settings.index_dir, tokens))
-    reusable = prev is not None and prev.dense is not None and prev.dense.store.kind == "faiss" and bool(np.any(reuse >= 0))
+    reusable = (
+        prev is not None and prev.dense is not None and prev.dense.store.kind == "faiss" and len(prev.segments) == 1
+        and bool(np.any(reuse >= 0))
+    )  # an IVF store is updated in place only from an index of one segment: the others' ids are their own
     return (kind, *_faiss_store(vectors, reuse, prev if reusable else None))
 
 
@@ -503,7 +632,7 @@ def _reused_ids(reuse: np.ndarray, prev) -> tuple[np.ndarray, np.ndarray, np.nda
     stored id; new rows get ids above every previous one."""
     prev_ids = prev.vector_ids
     ids = np.full(len(reuse), -1, dtype=np.int64)
-    claimed = np.zeros(prev.n, dtype=bool)
+    claimed = np.zeros(len(prev_ids), dtype=bool)
     for i in np.flatnonzero(reuse >= 0).tolist():
         r = int(reuse[i])
         if not claimed[r]:  # a text repeated in the corpus reuses the stored id once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -393,69 +393,132 @@ def language(text: str) -> str:
 # ---------------------------------------------------------------- BM25
 
 
-class BM25:
-    """Okapi BM25 (Lucene's IDF) with every (token, chunk) score precomputed in a sparse column layout:
-    the chunks holding token t are indices[indptr[t]:indptr[t+1]], with their scores in data[...].
+class Postings:
+    """One segment's inverted index with raw counts: the rows holding token t are indices[indptr[t]:indptr[t+1]]
+    (rows local to the segment, ascending) with term frequencies tf[...]; lengths[r] is row r's token count.
+    Raw counts, not scores: scores depend on corpus statistics that change whenever any segment is added."""
 
-    Built with a few vectorized numpy passes from cached token ids, so rebuilding it after adding one article
-    to a million chunks takes seconds; stored as .npy files and memory-mapped on load.
+    FILES = ("bm25_indptr", "bm25_indices", "bm25_tf", "bm25_lengths")
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, tf: np.ndarray, lengths: np.ndarray):
+        self.indptr, self.indices, self.tf, self.lengths = indptr, indices, tf, lengths
+
+    @classmethod
+    def build(cls, flat: np.ndarray, offsets: np.ndarray, vocab_size: int) -> "Postings":
+        """From all rows' token ids concatenated (`flat`) and each row's start in it (`offsets`, n+1)."""
+        n = len(offsets) - 1
+        lengths = np.diff(offsets).astype(np.int32)
+        docs = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        pairs, tf = np.unique(np.asarray(flat).astype(np.int64) * max(n, 1) + docs, return_counts=True)
+        tokens, rows = pairs // max(n, 1), pairs % max(n, 1)  # sorted by token, then row
+        indptr = np.zeros(vocab_size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tokens, minlength=vocab_size), out=indptr[1:])
+        return cls(indptr, rows.astype(np.int32), tf.astype(np.int32), lengths)
+
+    @property
+    def rows(self) -> int:
+        return len(self.lengths)
+
+    def df(self, vocab_size: int) -> np.ndarray:
+        """Rows holding each token id (ids this segment never saw: 0)."""
+        out = np.zeros(vocab_size, dtype=np.int64)
+        held = np.diff(np.asarray(self.indptr))
+        out[: len(held)] = held
+        return out
+
+    def save(self, directory: Path) -> None:
+        for name, arr in zip(self.FILES, (self.indptr, self.indices, self.tf, self.lengths)):
+            np.save(directory / f"{name}.npy", arr, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path, rows: int) -> "Postings":
+        indptr, indices, tf, lengths = (
+            np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in cls.FILES
+        )
+        if len(indices) != len(tf) or int(indptr[-1]) != len(tf) or len(lengths) != rows:
+            raise ValueError(
+                f"BM25 arrays disagree ({len(indices)} indices, {len(tf)} counts, {int(indptr[-1])} expected, "
+                f"{len(lengths)} lengths for {rows} rows)"
+            )
+        if len(indices) and int(indices.max(initial=0)) >= rows:
+            raise ValueError(f"postings refer to rows beyond the {rows} of the segment")
+        return cls(indptr, indices, tf, lengths)
+
+
+class BM25:
+    """Okapi BM25 with Lucene's IDF over one or more segments' postings: global row = segment offset + local
+    row. Scores are computed at query time from raw term frequencies and lengths with the corpus statistics of
+    the live rows (their number, total length and document frequencies), so a segment added later, or rows
+    deleted (`dead`), change every score exactly as a rebuild of the live rows would.
     """
 
     K1, B = 1.5, 0.75
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, num_docs: int, vocab=None):
-        self.indptr, self.indices, self.data = indptr, indices, data
-        self.num_docs = num_docs
+    def __init__(self, parts: list[Postings], df: np.ndarray, num_docs: int, total_length: int, vocab=None,
+                 dead: np.ndarray | None = None):
+        self.parts = parts
+        self.starts = np.concatenate([[0], np.cumsum([p.rows for p in parts])]).astype(np.int64)
+        self.doc_freq = np.asarray(df)
+        self.num_docs = num_docs  # live rows
+        self.avgdl = total_length / num_docs if num_docs and total_length else 1.0
         self.vocab: dict[str, int] = vocab if vocab is not None else {}
+        self.dead = np.zeros(0, np.int64) if dead is None else np.asarray(dead, dtype=np.int64)
 
     @classmethod
     def build(cls, flat: np.ndarray, offsets: np.ndarray, vocab_size: int, vocab=None) -> "BM25":
-        """From all chunks' token ids concatenated (`flat`) and each chunk's start in it (`offsets`, n+1)."""
-        n = len(offsets) - 1
-        lengths = np.diff(offsets)
-        docs = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        pairs, tf = np.unique(flat.astype(np.int64) * max(n, 1) + docs, return_counts=True)
-        tokens, rows = pairs // max(n, 1), pairs % max(n, 1)  # sorted by token, then chunk
-        df = np.bincount(tokens, minlength=vocab_size)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        avgdl = float(lengths.mean()) if n and lengths.sum() else 1.0
-        norm = cls.K1 * (1 - cls.B + cls.B * lengths / avgdl)
-        data = (idf[tokens] * tf / (tf + norm[rows])).astype(np.float32)
-        indptr = np.zeros(vocab_size + 1, dtype=np.int64)
-        np.cumsum(df, out=indptr[1:])
-        return cls(indptr, rows.astype(np.int32), data, n, vocab)
-
-    FILES = ("bm25_indptr", "bm25_indices", "bm25_data")
+        """One segment from all rows' token ids concatenated (`flat`) and each row's start in it (`offsets`)."""
+        postings = Postings.build(flat, offsets, vocab_size)
+        return cls([postings], postings.df(vocab_size), postings.rows, int(postings.lengths.sum()), vocab)
 
     def save(self, directory: Path) -> None:
-        for name, arr in zip(self.FILES, (self.indptr, self.indices, self.data)):
-            np.save(directory / f"{name}.npy", arr, allow_pickle=False)
+        """A one-segment BM25 (see `load`)."""
+        self.parts[0].save(directory)
 
     @classmethod
     def load(cls, directory: Path, num_docs: int, vocab=None) -> "BM25":
-        arrays = [np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in cls.FILES]
-        indptr, indices, data = arrays
-        if len(indices) != len(data) or int(indptr[-1]) != len(data):
-            raise ValueError(f"BM25 arrays disagree ({len(indices)} indices, {len(data)} scores, {int(indptr[-1])} expected)")
-        return cls(indptr, indices, data, num_docs, vocab)
+        """A one-segment BM25 as `save` wrote it, its statistics taken from its own rows."""
+        postings = Postings.load(directory, num_docs)
+        size = len(postings.indptr) - 1
+        return cls([postings], postings.df(size), num_docs, int(np.asarray(postings.lengths).sum()), vocab)
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1])
+
+    @cached_property
+    def _norm(self) -> np.ndarray:
+        """K1·(1 − B + B·length/avgdl) of every row."""
+        lengths = np.concatenate([np.asarray(p.lengths, dtype=np.float64) for p in self.parts]) if self.parts else np.zeros(0)
+        return self.K1 * (1 - self.B + self.B * lengths / self.avgdl)
 
     def ids(self, tokens: list[str]) -> list[int]:
-        return [self.vocab[t] for t in tokens if t in self.vocab and self.vocab[t] < len(self.indptr) - 1]
+        return [self.vocab[t] for t in tokens if t in self.vocab and self.vocab[t] < len(self.doc_freq)]
 
     def scores(self, tokens: list[str]) -> np.ndarray:
-        """Score of every chunk; a token repeated in the query counts again (used to weight follow-ups)."""
-        spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in self.ids(tokens)]
-        spans = [(a, b) for a, b in spans if b > a]
-        if not spans:
-            return np.zeros(self.num_docs, dtype=np.float32)
-        rows = np.concatenate([self.indices[a:b] for a, b in spans])
-        weights = np.concatenate([self.data[a:b] for a, b in spans])
-        return np.bincount(rows, weights=weights, minlength=self.num_docs).astype(np.float32)
+        """Score of every row (0 for dead rows); a token repeated in the query counts again (used to weight
+        follow-ups)."""
+        rows, weights = [], []
+        for t in self.ids(tokens):
+            idf = self._idf(int(self.doc_freq[t]))
+            for start, p in zip(self.starts.tolist(), self.parts):
+                if t >= len(p.indptr) - 1:
+                    continue
+                a, b = int(p.indptr[t]), int(p.indptr[t + 1])
+                if b > a:
+                    r = np.asarray(p.indices[a:b], dtype=np.int64) + start
+                    tf = np.asarray(p.tf[a:b], dtype=np.float64)
+                    rows.append(r)
+                    weights.append(idf * tf / (tf + self._norm[r]))
+        if not rows:
+            return np.zeros(self.rows, dtype=np.float32)
+        out = np.bincount(np.concatenate(rows), weights=np.concatenate(weights), minlength=self.rows).astype(np.float32)
+        out[self.dead] = 0
+        return out
 
     def df(self, token: str) -> int:
-        """How many chunks contain `token`."""
+        """How many live chunks contain `token`."""
         tid = self.vocab.get(token)
-        return int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None and tid < len(self.indptr) - 1 else 0
+        return int(self.doc_freq[tid]) if tid is not None and tid < len(self.doc_freq) else 0
 
     @classmethod
     def document_weights(cls, flat: np.ndarray, offsets: np.ndarray, rows, avgdl: float) -> list[dict[int, float]]:
@@ -472,7 +535,7 @@ class BM25:
         """The query side of BM25: {token id: IDF × times the query holds it}."""
         out: dict[int, float] = {}
         for t in self.ids(tokens):
-            df = int(self.indptr[t + 1] - self.indptr[t])
+            df = int(self.doc_freq[t])
             if df:
                 out[t] = out.get(t, 0.0) + self._idf(df)
         return out

@@ -1,6 +1,7 @@
 """The typed manifest: what an index holds and how it was made, validated on load.
 
-manifest.json stays small at any corpus size: per-chunk and per-file tables live in the data folder it names.
+manifest.json stays small at any corpus size: per-chunk and per-file tables live in the segment folders it
+names (a few at most: see build.MAX_SEGMENTS).
 """
 
 from __future__ import annotations
@@ -8,12 +9,12 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import IndexCorrupt, IndexMismatch
 
 FORMAT = "ragqa-index"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 REBUILD = "rebuild it with `ragqa index`"
 
 
@@ -56,6 +57,7 @@ class Lexical(_Strict):
     tokenizer: str
     bm25: BM25Params
     vocab_size: int = Field(ge=1)
+    live_length: int = Field(ge=0)  # tokens in the live chunks: with corpus.chunks, BM25's average length
 
 
 class Store(_Strict):
@@ -83,13 +85,23 @@ class RetiredStore(_Strict):
     collection: str
 
 
+class Segment(_Strict):
+    """One immutable data folder: `rows` chunks, appended after those of the segments before it."""
+
+    dir: str
+    rows: int = Field(ge=0)
+    files: dict[str, int]  # data file -> bytes: a truncated file is caught before it is read
+    store: dict[str, int | float | str] | None = None  # its FAISS index's parameters, when it has vectors
+
+
 class Manifest(_Strict):
     format: Literal["ragqa-index"]
-    format_version: Literal[4]
+    format_version: Literal[5]
     ragqa_version: str
     generation: str
     created: str
-    data_dir: str
+    data_dir: str  # the newest segment: it also holds this commit's files.json, df.npy and tombstones.npy
+    segments: list[Segment] = Field(min_length=1)  # in row order; the first is the base a full build wrote
     signature: Signature
     corpus: Corpus
     chunker: Chunker
@@ -97,8 +109,13 @@ class Manifest(_Strict):
     dense: Dense | None
     dense_wanted: str  # the embedding model asked for
     dense_unavailable: str | None  # why the index is lexical-only, when it is
-    files: dict[str, int]  # data file -> bytes: a truncated file is caught before it is read
     retired_stores: list[RetiredStore] = []
+
+    @model_validator(mode="after")
+    def _newest_segment_holds_the_commit(self):
+        if self.data_dir != self.segments[-1].dir:
+            raise ValueError(f"data_dir {self.data_dir!r} is not the newest segment {self.segments[-1].dir!r}")
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

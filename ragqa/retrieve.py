@@ -168,10 +168,7 @@ class Retriever:
         return self._last_query[1]
 
     def dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        vec = self.query_vector(query)
-        scores, ids = self.index.vector_store.search(vec, k)
-        rows = self.index.rows_of_ids(ids[0])
-        return [(int(r), float(s)) for r, s in zip(rows, scores[0]) if r >= 0]
+        return self.index.search_vectors(self.query_vector(query), k)
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> SearchResult:
         query, notes = clean_query(query)

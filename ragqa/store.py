@@ -1,16 +1,20 @@
-"""The index directory: manifest.json + one data folder (chunk table, BM25, FAISS); atomic save, validated load.
+"""The index directory: manifest.json + the segment folders it lists; atomic save, validated load.
 
 Layout:
     index/.ragqa-index       marks the folder as ragqa's; written before anything else in it
-    index/manifest.json      the commit point: replaced atomically, names the data folder in use
-    index/data-<generation>/ chunk texts, hashes, tokens, BM25 arrays, vectors, FAISS index, and the
-                             ownership marker .ragqa-generation holding <generation>
+    index/manifest.json      the commit point: replaced atomically, lists the segment folders in row order
+    index/data-<generation>/ a segment: chunk texts, hashes, tokens, BM25 postings (raw counts), vectors and
+                             its FAISS index, and the ownership marker .ragqa-generation holding <generation>.
+                             The first segment (the base) is what a full build writes; an incremental build
+                             that changes little adds one segment with the chunks of the files it read. The
+                             newest segment also holds the commit's corpus-wide files: files.json, df.npy
+                             (document frequencies over live rows) and tombstones.npy (rows deleted since).
     index/.lock              held by `ragqa index` while it builds
-A build writes `.tmp-<generation>/`, renames it `data-<generation>/`, then swaps the manifest; a reader opens
-whatever the manifest names, so it sees the old index or the new one, never a mix. ragqa deletes or replaces
-only what it can prove it wrote: generation folders whose name and marker agree (or, for indexes written
-before markers, the one its manifest names), and its own manifest. Anything else in the folder is left alone,
-and a folder holding someone else's files is refused.
+Segments never change once written. A build writes `.tmp-<generation>/`, renames it `data-<generation>/`, then
+swaps the manifest; a reader opens whatever the manifest names, so it sees the old index or the new one, never
+a mix. ragqa deletes or replaces only what it can prove it wrote: generation folders whose name and marker
+agree (or, for indexes written before markers, one its manifest names), and its own manifest. Anything else in
+the folder is left alone, and a folder holding someone else's files is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexBusy, IndexCorrupt, IndexMissing, IndexWriteFailed, NotAnIndex, RagqaError, UsageError
-from .manifest import FORMAT, FORMAT_VERSION, Manifest
+from .manifest import FORMAT, FORMAT_VERSION, Manifest, Segment
 from .schema import Chunk, Hit
 
 MANIFEST = "manifest.json"
@@ -107,16 +111,23 @@ def read_ragged(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class IndexContents:
+    """The rows of one new segment (every row, for a full build) and the commit's corpus-wide tables."""
+
     chunks: list[Chunk]
-    articles: list[dict]  # {"doc_id", "source", "title"} in first-appearance order
+    articles: list[dict]  # {"doc_id", "source", "title", "display_title"} of these chunks, first-appearance order
     tokens: tuple[np.ndarray, np.ndarray]  # `ragged` token ids into `vocab`, a row per chunk
-    vocab: dict[str, int]  # append-only across incremental builds, so cached token ids stay valid
+    vocab: dict[str, int]  # every segment's words: append-only, so cached token ids stay valid
     files_info: dict  # per source file: sha256, ID base, article IDs, dropped lines, size and mtime
     vectors: np.ndarray | None
     sections: dict = field(default_factory=dict)  # the manifest's signature, corpus, chunker, lexical, dense...
-    bm25: object = None  # lexical.BM25 over `tokens`
+    postings: object = None  # lexical.Postings over `tokens`
     vector_store: object = None  # a vectors.VectorStore holding `vectors` under `vector_ids`
     vector_ids: np.ndarray | None = None  # the store's id of each row
+    df: np.ndarray | None = None  # live chunks holding each token id, over every segment
+    tombstones: np.ndarray | None = None  # global rows of earlier segments that are deleted
+    segments: list[dict] = field(default_factory=list)  # the manifest records of the segments kept before this one
+    vocab_start: int = 0  # the first token id this segment adds
+    live_length: int = 0  # tokens in the live chunks of every segment
 
 
 # ---------------------------------------------------------------- ownership and locking
@@ -288,22 +299,25 @@ def _fsync_tree(path: Path) -> None:
 
 
 def write_data(tmp: Path, contents: IndexContents) -> dict:
-    """Write every data file into `tmp`; returns the manifest's 'files' section (name -> bytes)."""
+    """Write a segment's files and the commit's into `tmp`; returns the segment's 'files' (name -> bytes)."""
     write_strings(tmp / "chunk_id", [c.chunk_id for c in contents.chunks])
     write_strings(tmp / "chunk_text", [c.text for c in contents.chunks])
     write_strings(tmp / "chunk_hash", [c.hash for c in contents.chunks])
     doc_index = {a["doc_id"]: i for i, a in enumerate(contents.articles)}
     np.save(tmp / "chunk_doc.npy", np.array([doc_index[c.doc_id] for c in contents.chunks], np.int32))
     (tmp / "articles.json").write_text(json.dumps(contents.articles, ensure_ascii=False), encoding="utf-8")
-    (tmp / "files.json").write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
     write_ragged(tmp / "tokens", *contents.tokens)
-    vocab_list = sorted(contents.vocab, key=contents.vocab.get)
-    (tmp / "vocab.json").write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
-    contents.bm25.save(tmp)
+    words = sorted((w for w, i in contents.vocab.items() if i >= contents.vocab_start), key=contents.vocab.get)
+    (tmp / "vocab.json").write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+    contents.postings.save(tmp)
     if contents.vectors is not None:
         np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
         np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
         contents.vector_store.save(tmp)
+    (tmp / "files.json").write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
+    np.save(tmp / "df.npy", np.asarray(contents.df, dtype=np.int64), allow_pickle=False)
+    tombstones = contents.tombstones if contents.tombstones is not None else np.zeros(0)
+    np.save(tmp / "tombstones.npy", np.asarray(tombstones, dtype=np.int64), allow_pickle=False)
     return {
         p.relative_to(tmp).as_posix(): p.stat().st_size
         for p in sorted(tmp.rglob("*"))
@@ -326,7 +340,8 @@ def _raise_write_error(e: OSError, path: Path, note: str = "") -> None:
 
 
 def save(index_dir: Path, contents: IndexContents) -> dict:
-    """Write a new generation and switch the manifest to it atomically. Call under index_lock."""
+    """Write a new segment and switch the manifest to the segments it completes, atomically. Call under
+    index_lock."""
     previous = _own_manifest(index_dir)
     generation = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     tmp = index_dir / f".tmp-{generation}"
@@ -357,16 +372,21 @@ def save(index_dir: Path, contents: IndexContents) -> dict:
         if isinstance(e, OSError):
             _raise_write_error(e, index_dir, "; the previous index is intact" if previous else "")
         raise
-    _remove_generations(index_dir, previous, keep=data_dir.name)
+    _remove_generations(index_dir, previous, keep=_named(manifest))
     return manifest
 
 
 def _manifest(generation: str, data_dir: str, files: dict, contents: IndexContents) -> dict:
     from . import __version__
 
+    dense = contents.sections.get("dense")
+    faiss = dense is not None and dense.store.kind == "faiss"
+    newest = Segment(dir=data_dir, rows=len(contents.chunks), files=files,
+                     store=contents.vector_store.params() if faiss else None)
     return Manifest(
         format=FORMAT, format_version=FORMAT_VERSION, ragqa_version=__version__, generation=generation,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_dir=data_dir, files=files, **contents.sections,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_dir=data_dir,
+        segments=[*contents.segments, newest.model_dump(mode="json")], **contents.sections,
     ).model_dump(mode="json")
 
 
@@ -378,15 +398,26 @@ def _generation_marker(folder: Path) -> str | None:
         return None
 
 
+def _named(manifest: dict | None) -> set[str]:
+    """The folders a ragqa manifest of any format names: its segments, or the one data folder of older formats."""
+    if not manifest:
+        return set()
+    names = {manifest.get("data_dir")}
+    segments = manifest.get("segments")
+    if isinstance(segments, list):
+        names.update(s.get("dir") for s in segments if isinstance(s, dict))
+    return {n for n in names if isinstance(n, str)}
+
+
 def generations(index_dir: Path, manifest: dict | None) -> list[Path]:
     """Generation folders ragqa can prove it wrote: name and marker agree, or (indexes written before
     markers existed) `manifest`, a ragqa manifest, names it."""
-    named = manifest.get("data_dir") if manifest else None
+    named = _named(manifest)
     found = []
     for p in sorted(index_dir.iterdir()):
         m = GENERATION.fullmatch(p.name)
         if m and not p.is_symlink() and p.is_dir():
-            if _generation_marker(p) == m[1] or (p.name == named and p.name.startswith("data-")):
+            if _generation_marker(p) == m[1] or (p.name in named and p.name.startswith("data-")):
                 found.append(p)
     return found
 
@@ -404,20 +435,20 @@ def _remove_generation(folder: Path, ignore_errors: bool = False) -> None:
             raise
 
 
-def _remove_generations(index_dir: Path, manifest: dict | None, keep: str | None) -> list[str]:
+def _remove_generations(index_dir: Path, manifest: dict | None, keep: set[str]) -> list[str]:
     removed = []
     for p in generations(index_dir, manifest):
-        if p.name != keep:
+        if p.name not in keep:
             _remove_generation(p, ignore_errors=True)
             removed.append(p.name)
     return removed
 
 
 def cleanup(index_dir: Path) -> list[str]:
-    """Remove the generation folders ragqa wrote that the manifest does not name: old generations and what
-    failed or killed builds left. Call under index_lock."""
+    """Remove the generation folders ragqa wrote that the manifest does not name: segments a merge replaced
+    and what failed or killed builds left. Call under index_lock."""
     manifest = _own_manifest(index_dir)
-    return _remove_generations(index_dir, manifest, keep=manifest.get("data_dir") if manifest else None)
+    return _remove_generations(index_dir, manifest, keep=_named(manifest))
 
 
 # ---------------------------------------------------------------- load
@@ -443,56 +474,156 @@ def read_manifest(index_dir: Path) -> Manifest:
     return validate(manifest, str(path))
 
 
+class Strings:
+    """Several segments' StringTables read as one (global row = segment start + local row)."""
+
+    def __init__(self, tables: list[StringTable], starts: np.ndarray):
+        self.tables, self.starts = tables, starts
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> str:
+        s = int(np.searchsorted(self.starts, i, "right")) - 1
+        return self.tables[s][i - int(self.starts[s])]
+
+    def all(self) -> list[str]:
+        return [x for t in self.tables for x in t.all()]
+
+
+class SegmentData:
+    """One segment folder of a loaded index: its chunk table, postings and vectors, memory-mapped."""
+
+    def __init__(self, index_dir: Path, record: Segment, start: int, dense):
+        self.dir, self.record, self.start, self.n = index_dir / record.dir, record, start, record.rows
+        if not self.dir.is_dir():
+            raise FileNotFoundError(self.dir)
+        for name, size in record.files.items():
+            actual = (self.dir / name).stat().st_size
+            if actual != size:
+                raise IndexCorrupt(f"{name} is {actual} bytes, the manifest says {size} (truncated?); {REBUILD}")
+        self.ids = StringTable(self.dir / "chunk_id")
+        self.texts = StringTable(self.dir / "chunk_text")
+        self.hashes = StringTable(self.dir / "chunk_hash")
+        self.chunk_doc = np.load(self.dir / "chunk_doc.npy", mmap_mode="r", allow_pickle=False)
+        self.articles: list[dict] = json.loads((self.dir / "articles.json").read_text(encoding="utf-8"))
+        if not (len(self.ids) == len(self.texts) == len(self.hashes) == len(self.chunk_doc) == self.n):
+            raise IndexCorrupt(
+                f"the chunk table of {record.dir} has {len(self.texts)} rows but the manifest counts {self.n}; {REBUILD}"
+            )
+        from .lexical import Postings
+
+        try:
+            self.postings = Postings.load(self.dir, self.n)
+        except FileNotFoundError:
+            raise  # a newer build removed this segment while we opened it: load() retries
+        except (ValueError, OSError) as e:
+            raise IndexCorrupt(f"BM25 index unreadable ({e}); {REBUILD}") from None
+        # read now: a later build may delete this folder (open memory maps and descriptors stay readable)
+        self.words: list[str] = json.loads((self.dir / "vocab.json").read_text(encoding="utf-8"))
+        self.store_fd = None
+        self.vectors = self.vector_ids = None
+        if dense is not None:
+            self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r", allow_pickle=False)
+            if self.vectors.shape != (self.n, dense.dim):
+                raise IndexCorrupt(
+                    f"vectors.npy has shape {self.vectors.shape}, expected ({self.n}, {dense.dim}); {REBUILD}"
+                )
+            self.vector_ids = np.load(self.dir / "vector_ids.npy", allow_pickle=False)
+            if self.vector_ids.shape != (self.n,):
+                raise IndexCorrupt(f"vector_ids.npy has shape {self.vector_ids.shape}, expected ({self.n},); {REBUILD}")
+            if dense.store.kind == "faiss":
+                # The vector store loads lazily (only dense searches need it); an open descriptor keeps its
+                # file readable even if a newer build removes this segment first.
+                from .vectors import FAISS_FILE
+
+                self.store_fd = os.open(self.dir / FAISS_FILE, os.O_RDONLY)
+
+    def close(self) -> None:
+        if self.store_fd is not None:
+            os.close(self.store_fd)
+            self.store_fd = None
+
+    def vector_store(self, dense):
+        from .vectors import FAISS_FILE, store_class
+
+        fd_path = f"/proc/self/fd/{self.store_fd}"
+        path = fd_path if os.path.exists(fd_path) else str(self.dir / FAISS_FILE)
+        params = self.record.store if self.record.store is not None else dense.store.params
+        return store_class(dense.store.kind).load(path, params, self.n, dense.dim)
+
+    @cached_property
+    def _id_order(self) -> np.ndarray:
+        return np.argsort(self.vector_ids, kind="stable")
+
+    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Local rows holding the given vector ids (-1 for a missing result stays -1)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not self.n:
+            return np.full(len(ids), -1, dtype=np.int64)
+        order = self._id_order
+        rows = order[np.clip(np.searchsorted(self.vector_ids[order], ids), 0, self.n - 1)]
+        return np.where((ids >= 0) & (self.vector_ids[rows] == ids), rows, -1)
+
+    @cached_property
+    def tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        return read_ragged(self.dir / "tokens")
+
+
 class Index:
-    """A loaded, validated index generation. Large arrays stay memory-mapped."""
+    """A loaded, validated index: its segments seen as one table of rows (global row = segment start + local
+    row), deleted rows (tombstones) left out of every search. Large arrays stay memory-mapped."""
 
     def __init__(self, index_dir: Path, manifest: Manifest):
         self.dir = index_dir
         self.manifest = manifest
-        self.data = index_dir / manifest.data_dir
-        if not self.data.is_dir():
-            raise FileNotFoundError(self.data)
-        for name, size in manifest.files.items():
-            actual = (self.data / name).stat().st_size
-            if actual != size:
-                raise IndexCorrupt(f"{name} is {actual} bytes, the manifest says {size} (truncated?); {REBUILD}")
-        self.n = manifest.corpus.chunks
-        self.ids = StringTable(self.data / "chunk_id")
-        self.texts = StringTable(self.data / "chunk_text")
-        self.hashes = StringTable(self.data / "chunk_hash")
-        self.chunk_doc = np.load(self.data / "chunk_doc.npy", mmap_mode="r", allow_pickle=False)
-        self.articles: list[dict] = json.loads((self.data / "articles.json").read_text(encoding="utf-8"))
-        if not (len(self.ids) == len(self.texts) == len(self.hashes) == len(self.chunk_doc) == self.n):
+        self.segments: list[SegmentData] = []
+        try:
+            for record in manifest.segments:
+                start = sum(s.n for s in self.segments)
+                self.segments.append(SegmentData(index_dir, record, start, manifest.dense))
+        except BaseException:
+            self.close()
+            raise
+        self.starts = np.array([s.start for s in self.segments] + [sum(s.n for s in self.segments)], dtype=np.int64)
+        self.n = int(self.starts[-1])  # rows, deleted ones included
+        self.data = self.segments[0].dir  # the base segment
+        commit = self.segments[-1].dir
+        self.dead = np.load(commit / "tombstones.npy", allow_pickle=False).astype(np.int64)
+        if len(self.dead) and (self.dead.min() < 0 or self.dead.max() >= self.n or np.any(np.diff(self.dead) <= 0)):
+            raise IndexCorrupt(f"tombstones.npy names rows outside the {self.n} of the index; {REBUILD}")
+        live = self.n - len(self.dead)
+        if live != manifest.corpus.chunks:
             raise IndexCorrupt(
-                f"the chunk table has {len(self.texts)} rows but the manifest counts {self.n} chunks; {REBUILD}"
+                f"the chunk table has {live} rows but the manifest counts {manifest.corpus.chunks} chunks; {REBUILD}"
             )
+        words = [w for s in self.segments for w in s.words]
+        self.vocab: dict[str, int] = {w: i for i, w in enumerate(words)}
+        df = np.load(commit / "df.npy", allow_pickle=False)
+        seen = 0
+        for s in self.segments:
+            seen += len(s.words)
+            if len(s.postings.indptr) - 1 != seen:
+                raise IndexCorrupt(f"the BM25 postings of {s.record.dir} do not match the vocabulary; {REBUILD}")
+        if not (len(words) == len(df) == manifest.lexical.vocab_size):
+            raise IndexCorrupt(f"vocab.json has {len(words)} tokens, df.npy {len(df)}; {REBUILD}")
         from .lexical import BM25
 
-        try:
-            # the vocabulary is read now: a later build may delete this generation's folder
-            self._bm25 = BM25.load(self.data, self.n, vocab=self.vocab)
-        except FileNotFoundError:
-            raise  # a newer build removed this generation while we opened it: load() retries
-        except (ValueError, OSError) as e:
-            raise IndexCorrupt(f"BM25 index unreadable ({e}); {REBUILD}") from None
-        if len(self._bm25.indices) and int(self._bm25.indices.max(initial=0)) >= self.n:
-            raise IndexCorrupt(f"BM25 index refers to chunks beyond the {self.n} in the table; {REBUILD}")
-        if len(self.vocab) != len(self._bm25.indptr) - 1:
-            raise IndexCorrupt(f"vocab.json has {len(self.vocab)} tokens, BM25 {len(self._bm25.indptr) - 1}; {REBUILD}")
-        self._store_fd = None
-        if self.dense is not None:
-            self.vectors  # noqa: B018 - validates the vector table's shape (memory-mapped, cheap)
-            self.vector_ids  # noqa: B018
-            if self.dense.store.kind == "faiss":
-                # The vector store loads lazily (only dense searches need it); an open descriptor keeps its
-                # file readable even if a newer build removes this generation first.
-                from .vectors import FAISS_FILE
+        self._bm25 = BM25(
+            [s.postings for s in self.segments], df, live, manifest.lexical.live_length, self.vocab, self.dead
+        )
+        one = len(self.segments) == 1
+        self.ids = self.segments[0].ids if one else Strings([s.ids for s in self.segments], self.starts)
+        self.texts = self.segments[0].texts if one else Strings([s.texts for s in self.segments], self.starts)
+        self.hashes = self.segments[0].hashes if one else Strings([s.hashes for s in self.segments], self.starts)
+        self.articles: list[dict] = [a for s in self.segments for a in s.articles]
 
-                self._store_fd = os.open(self.data / FAISS_FILE, os.O_RDONLY)
+    def close(self) -> None:
+        for s in getattr(self, "segments", []):
+            s.close()
 
     def __del__(self):
-        if getattr(self, "_store_fd", None) is not None:
-            os.close(self._store_fd)
+        self.close()
 
     @property
     def dense(self):
@@ -504,64 +635,106 @@ class Index:
         return self._bm25
 
     @cached_property
+    def chunk_doc(self) -> np.ndarray:
+        """Each row's article, an index into `articles`."""
+        if len(self.segments) == 1:
+            return self.segments[0].chunk_doc
+        first = np.cumsum([0] + [len(s.articles) for s in self.segments[:-1]])
+        return np.concatenate([np.asarray(s.chunk_doc, dtype=np.int64) + f for s, f in zip(self.segments, first)])
+
+    @cached_property
+    def is_dead(self) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        mask[self.dead] = True
+        return mask
+
+    def segment_of(self, rows: np.ndarray) -> np.ndarray:
+        """The segment (position in `segments`) of each global row."""
+        return np.searchsorted(self.starts, np.asarray(rows, dtype=np.int64), "right") - 1
+
+    @cached_property
+    def _stores(self) -> list:
+        return [s.vector_store(self.dense) for s in self.segments]
+
+    @property
     def vector_store(self):
-        """The vector store (vectors.VectorStore) the manifest names."""
-        from .vectors import FAISS_FILE, store_class
+        """The base segment's vector store (vectors.VectorStore): the only one of a Milvus index."""
+        return self._stores[0]
 
-        fd_path = f"/proc/self/fd/{self._store_fd}"
-        path = fd_path if os.path.exists(fd_path) else str(self.data / FAISS_FILE)
-        return store_class(self.dense.store.kind).load(path, self.dense.store.params, self.n, self.dense.dim)
-
-    @cached_property
+    @property
     def vector_ids(self) -> np.ndarray:
-        """The vector store's id of each row."""
-        ids = np.load(self.data / "vector_ids.npy", allow_pickle=False)
-        if ids.shape != (self.n,):
-            raise IndexCorrupt(f"vector_ids.npy has shape {ids.shape}, expected ({self.n},); {REBUILD}")
-        return ids
-
-    @cached_property
-    def _id_order(self) -> np.ndarray:
-        return np.argsort(self.vector_ids, kind="stable")
+        """The base segment's store id of each of its rows."""
+        return self.segments[0].vector_ids
 
     def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Rows holding the given vector ids (-1 for a missing result stays -1)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if not self.n:
-            return np.full(len(ids), -1, dtype=np.int64)
-        order = self._id_order
-        rows = order[np.clip(np.searchsorted(self.vector_ids[order], ids), 0, self.n - 1)]
-        return np.where((ids >= 0) & (self.vector_ids[rows] == ids), rows, -1)
+        """Rows of the base segment holding the given vector ids (-1 for a missing result stays -1)."""
+        return self.segments[0].rows_of_ids(ids)
+
+    def search_vectors(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top-k (row, inner product) for one query vector (1 × dim) over every segment's store, deleted rows
+        skipped, best first (ties by row)."""
+        found: list[tuple[int, float]] = []
+        for s, vector_store in zip(self.segments, self._stores):
+            if not s.n:
+                continue
+            dead = self.dead[(self.dead >= s.start) & (self.dead < s.start + s.n)] - s.start
+            if len(dead):
+                scores, ids = vector_store.search(query, k, exclude=s.vector_ids[dead])
+            else:
+                scores, ids = vector_store.search(query, k)
+            rows = s.rows_of_ids(ids[0])
+            found += [(int(r) + s.start, float(x)) for r, x in zip(rows, scores[0]) if r >= 0]
+        return sorted(found, key=lambda rx: (-rx[1], rx[0]))[:k]
 
     @cached_property
     def vectors(self) -> np.ndarray:
-        vecs = np.load(self.data / "vectors.npy", mmap_mode="r", allow_pickle=False)
-        if vecs.shape != (self.n, self.dense.dim):
-            raise IndexCorrupt(f"vectors.npy has shape {vecs.shape}, expected ({self.n}, {self.dense.dim}); {REBUILD}")
-        return vecs
+        """Every row's vector (memory-mapped for one segment, a copy for several)."""
+        if len(self.segments) == 1:
+            return self.segments[0].vectors
+        return np.concatenate([np.asarray(s.vectors) for s in self.segments])
+
+    def vectors_of(self, rows) -> np.ndarray:
+        """The vectors of the given global rows, read from their segments only."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(rows), self.dense.dim), dtype=np.float32)
+        where = self.segment_of(rows)
+        for i in np.unique(where).tolist():
+            mine = np.flatnonzero(where == i)
+            out[mine] = self.segments[i].vectors[rows[mine] - self.segments[i].start]
+        return out
+
+    def tokens_of(self, rows) -> list[np.ndarray]:
+        """The token ids of the given global rows, read from their segments only."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out: list[np.ndarray] = [np.zeros(0, np.int32)] * len(rows)
+        where = self.segment_of(rows)
+        for i in np.unique(where).tolist():
+            mine = np.flatnonzero(where == i)
+            flat, offsets = self.segments[i].tokens
+            flat = np.asarray(flat)
+            local = rows[mine] - self.segments[i].start
+            for j, a, b in zip(mine.tolist(), np.asarray(offsets[local]).tolist(), np.asarray(offsets[local + 1]).tolist()):
+                out[j] = flat[a:b]
+        return out
 
     @cached_property
     def files_info(self) -> dict:
         """What the build recorded about each source file (used by the next build only)."""
-        return json.loads((self.data / "files.json").read_text(encoding="utf-8"))
-
-    @cached_property
-    def tokens(self) -> tuple[np.ndarray, np.ndarray]:
-        return read_ragged(self.data / "tokens")
-
-    @cached_property
-    def vocab(self) -> dict[str, int]:
-        words = json.loads((self.data / "vocab.json").read_text(encoding="utf-8"))
-        return {w: i for i, w in enumerate(words)}
+        return json.loads((self.segments[-1].dir / "files.json").read_text(encoding="utf-8"))
 
     @cached_property
     def chunk_ids(self) -> list[str]:
-        """Every chunk ID in row order (decoded at once; `ids[row]` reads one)."""
+        """Every row's chunk ID in row order, deleted rows included (decoded at once; `ids[row]` reads one)."""
         return self.ids.all()
 
     @cached_property
     def rows(self) -> dict[str, int]:
-        return {cid: i for i, cid in enumerate(self.chunk_ids)}
+        """The live row of each chunk ID."""
+        dead = self.is_dead
+        return {cid: i for i, cid in enumerate(self.chunk_ids) if not dead[i]}
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(~self.is_dead)
 
     def texts_of(self, chunk_ids) -> dict[str, str]:
         return {cid: self.texts[self.rows[cid]] for cid in chunk_ids}

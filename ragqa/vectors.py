@@ -30,7 +30,8 @@ class VectorStore(Protocol):
     def remove(self, ids: np.ndarray) -> None: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of shape (len(queries), k), best first; missing results have id -1."""
+        """(scores, ids) of shape (len(queries), k), best first; missing results have id -1. (FaissStore also
+        takes `exclude`: ids never to return.)"""
 
     def params(self) -> dict:
         """What the manifest records to reopen the store."""
@@ -133,11 +134,21 @@ class FaissStore:
         if self.kind == "ivf":
             self.index.nprobe = ivf_params(self.ntotal)[1]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        params = None
+        if exclude is not None and len(exclude):  # deleted rows: filtered inside the scan, so k stay k
+            batch = faiss.IDSelectorBatch(_i64(exclude))  # named: the selectors must outlive the search
+            keep = faiss.IDSelectorNot(batch)
+            if self.kind == "ivf":
+                params = faiss.SearchParametersIVF(sel=keep, nprobe=int(self.index.nprobe))
+            else:
+                params = faiss.SearchParameters(sel=keep)
         # A query is a few milliseconds of work; OpenMP threads only add overhead, and when the cores are busy
         # (an LLM generating, another process) their spin-waits made a 100k-vector search 5x slower.
         with faiss_threads(1):
-            return self.index.search(_f32(queries), max(1, min(k, self.ntotal)))
+            return self.index.search(_f32(queries), max(1, min(k, self.ntotal)), params=params)
 
     def params(self) -> dict:
         if self.kind == "flat":

@@ -36,6 +36,13 @@ def rewrite_manifest(settings, **changes):
     write_manifest(settings, m)
 
 
+def set_size(settings, name):
+    """Record a data file's new size in the manifest, as if the build had written it so."""
+    segments = manifest_of(settings)["segments"]
+    segments[0]["files"][name] = (data_dir(settings) / name).stat().st_size
+    rewrite_manifest(settings, segments=segments)
+
+
 def test_truncated_faiss_file(dense_copy):
     path = data_dir(dense_copy) / "faiss.index"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -68,9 +75,7 @@ def test_chunk_table_that_does_not_match_faiss_rows(dense_copy):
     d = data_dir(dense_copy)
     vectors = np.load(d / "vectors.npy")
     np.save(d / "vectors.npy", vectors[:-1])
-    manifest = manifest_of(dense_copy)
-    files = {**manifest["files"], "vectors.npy": (d / "vectors.npy").stat().st_size}
-    rewrite_manifest(dense_copy, files=files)
+    set_size(dense_copy, "vectors.npy")
     with pytest.raises(IndexCorrupt, match="vectors.npy has shape \\(73, 32\\)"):
         store.load(dense_copy.index_dir)
 
@@ -79,8 +84,7 @@ def test_pickled_array_is_refused(dense_copy):
     """Nothing in an index directory can run code: an object array would need pickle, which is off."""
     d = data_dir(dense_copy)
     np.save(d / "chunk_doc.npy", np.array([{"__reduce__": "evil"}] * 74, dtype=object), allow_pickle=True)
-    manifest = manifest_of(dense_copy)
-    rewrite_manifest(dense_copy, files={**manifest["files"], "chunk_doc.npy": (d / "chunk_doc.npy").stat().st_size})
+    set_size(dense_copy, "chunk_doc.npy")
     with pytest.raises(IndexCorrupt, match="pickle"):
         store.load(dense_copy.index_dir)
 
@@ -205,3 +209,106 @@ def test_searches_during_rebuilds_see_old_or_new_never_a_mix(tmp_path):
     assert not errors, errors[:3]
     assert len(seen) > 5 and all(r in expected for r in seen)
     assert expected[0] in seen and expected[1] in seen  # the reader saw both generations
+
+
+# ---------------------------------------------------------------- the same guarantees for adds (segments)
+
+TOPICAL = "\n\n".join([
+    "미국이 H200 수출을 허용한 이유는 화웨이의 추격이라고 분석가들은 말했다. 알리바바 자체 칩도 거론됐다.",
+    "딥시크 쇼크 이후 엔비디아 주가는 회복했고 코어위브 투자도 이어졌다. 미국 정부의 H200 수출 허용이 변수다.",
+])  # an article every query of `answers` finds: an index that holds it answers differently
+
+
+@pytest.mark.slow
+def test_sigkill_during_adds_never_loses_the_index(tmp_path):
+    corpus = corpus_with(tmp_path, 300, 1)
+    settings = make_settings(tmp_path)
+    build_index([corpus], settings)
+    (corpus / "zz_added.txt").write_text(TOPICAL, encoding="utf-8")
+    before = answers(settings)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(settings.index_dir, pristine)
+    env = subprocess_env()
+    cmd = [sys.executable, "-m", "ragqa", "index", str(corpus), "--index-dir", str(settings.index_dir), "--embed-model", "none"]
+    probe = tmp_path / "probe"  # how long a whole add takes on this machine now: kills land before and after
+    shutil.copytree(pristine, probe)
+    start = time.monotonic()
+    subprocess.run([*cmd[:-3], str(probe), *cmd[-2:]], env=env, check=True, capture_output=True)
+    took = time.monotonic() - start
+    rng = random.Random(0)
+    outcomes = {"old": 0, "new": 0}
+    new_answers = None
+    for _ in range(12):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2 * took, 1.4 * took))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = answers(settings)  # must load, and be exactly the old or exactly the new index
+        if now == before:
+            outcomes["old"] += 1
+        else:
+            new_answers = new_answers or now
+            assert now == new_answers
+            outcomes["new"] += 1
+            assert len(store.read_manifest(settings.index_dir).segments) == 2  # it was an add
+            shutil.rmtree(settings.index_dir)  # back to the old index for the next round
+            shutil.copytree(pristine, settings.index_dir)
+        named = {s.dir for s in store.read_manifest(settings.index_dir).segments}
+        assert len([p for p in store.generations(settings.index_dir, None) if p.name not in named]) <= 1
+    assert outcomes["old"] >= 3 and outcomes["new"] >= 1
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0
+    segments = [s.dir for s in store.read_manifest(settings.index_dir).segments]
+    assert len(segments) == 2 and answers(settings) == new_answers
+    names = sorted(p.name for p in settings.index_dir.iterdir())
+    assert names == sorted([".lock", store.INDEX_MARKER, store.MANIFEST, *segments])
+
+
+def test_searches_during_adds_see_old_or_new_never_a_mix(tmp_path):
+    """A search keeps running while `ragqa index` processes add and remove an article as segments (and merge
+    them when there are too many)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    extra = corpus / "005_extra.txt"
+    expected = []
+    for with_extra in (False, True):
+        if with_extra:
+            extra.write_text(TOPICAL, encoding="utf-8")
+        s = make_settings(tmp_path / f"ref-{with_extra}")
+        build_index([corpus], s)
+        expected.append(answers(s))
+    extra.unlink()
+    assert expected[0] != expected[1]
+    settings = make_settings(tmp_path / "shared")
+    build_index([corpus], settings)
+    seen, errors, counts = [], [], []
+    stop = threading.Event()
+
+    def reader():  # one thread: CPython 3.11's parser is not safe to run in several threads at once
+        while not stop.is_set():
+            try:
+                seen.append(answers(settings))
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(repr(e))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    env = subprocess_env()
+    try:
+        for i in range(9):
+            if i % 2 == 0:
+                extra.write_text(TOPICAL, encoding="utf-8")
+            else:
+                extra.unlink()
+            subprocess.run(
+                [sys.executable, "-m", "ragqa", "index", str(corpus), "--index-dir", str(settings.index_dir),
+                 "--embed-model", "none"], env=env, check=True, capture_output=True,
+            )
+            counts.append(len(store.read_manifest(settings.index_dir).segments))
+    finally:
+        stop.set()
+        thread.join()
+    assert counts[:7] == [2, 3, 4, 5, 6, 7, 8] and counts[7] == 1  # adds as segments, then the merge
+    assert not errors, errors[:3]
+    assert len(seen) > 5 and all(r in expected for r in seen)
+    assert expected[0] in seen and expected[1] in seen  # the reader saw both
