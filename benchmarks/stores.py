@@ -46,7 +46,7 @@ def guard(max_rss_mb: float, articles: int, store: str, stage: list[str]) -> Non
     threading.Thread(target=watch, daemon=True).start()
 
 
-def child(articles: int, store: str, max_rss_mb: float) -> dict:
+def child(articles: int, store: str, max_rss_mb: float, from_faiss: bool = False, queries_per_mode: int = 90) -> dict:
     from ragqa import store as index_store
     from ragqa.build import build_index
     from ragqa.retrieve import Retriever
@@ -64,15 +64,17 @@ def child(articles: int, store: str, max_rss_mb: float) -> dict:
         overrides["store"] = str(base / "milvus.db")
     settings = bench_settings(base / "index", **overrides)
     embedder = HashEmbedder()
+    if from_faiss:  # the FAISS run's index, moved to Milvus: chunks, tokens and vectors are reused, not remade
+        shutil.copytree(WORK / f"stores-{articles}-faiss" / "index", base / "index")
     start = time.perf_counter()
     report = build_index([corpus], settings, embedder=embedder)
-    out = {"articles": articles, "chunks": report.chunks, "store": store,
+    out = {"articles": articles, "chunks": report.chunks, "store": store + (" (moved from FAISS)" if from_faiss else ""),
            "build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak_rss_mb())}
 
     stage[0] = "search"
     index = index_store.load(settings.index_dir)
     retriever = Retriever(index, settings, embedder=embedder)
-    queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in range(0, index.n, max(1, index.n // 90))][:90]
+    queries = QUERIES_KO + [" ".join(index.texts[int(r)].split()[:8]) for r in range(0, index.n, max(1, index.n // queries_per_mode))][:queries_per_mode]
     out["search"] = search_percentiles(retriever, queries, K)
 
     stage[0] = "add one article"
@@ -92,16 +94,25 @@ def main() -> None:
     ap.add_argument("--articles", type=int, nargs="+", default=[10_000])
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a run whose memory passes this (default 20)")
+    ap.add_argument("--stores", default="faiss,milvus", help="which stores to run, comma-separated")
+    ap.add_argument(
+        "--milvus-from-faiss", action="store_true",
+        help="build the Milvus index by moving the FAISS run's index (saved under benchmarks/work) to Milvus: "
+        "what Milvus costs without repeating Kiwi's analysis",
+    )
+    ap.add_argument("--queries", type=int, default=90, help="sampled queries per mode, besides 10 fixed ones")
     ap.add_argument("--child", nargs=2, metavar=("ARTICLES", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1], args.max_rss_gb * 1024)))
+        print(json.dumps(child(int(args.child[0]), args.child[1], args.max_rss_gb * 1024,
+                               args.milvus_from_faiss and args.child[1] == "milvus", args.queries)))
         return
     results = {"machine": machine("faiss-cpu", "pymilvus", "milvus-lite"), "runs": []}
     for n in args.articles:
-        for store in ("faiss", "milvus"):
+        for store in args.stores.split(","):
             log(f"{n} articles, {store}")
-            cmd = [sys.executable, __file__, "--child", str(n), store, "--max-rss-gb", str(args.max_rss_gb)]
+            cmd = [sys.executable, __file__, "--child", str(n), store, "--max-rss-gb", str(args.max_rss_gb),
+                   "--queries", str(args.queries)] + (["--milvus-from-faiss"] if args.milvus_from_faiss else [])
             results["runs"].append(child_json(cmd))
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
