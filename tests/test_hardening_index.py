@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -116,6 +117,28 @@ def answers(settings) -> list[list[str]]:
     return [[h.chunk_id + "|" + h.text for h in r.search(q, 5, "lexical").hits] for q in QUERIES]
 
 
+@contextmanager
+def reading(settings):
+    """A thread that keeps answering from the index while the block runs: yields (answers seen, errors)."""
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def reader():  # one thread: CPython 3.11's parser is not safe to run in several threads at once
+        while not stop.is_set():
+            try:
+                seen.append(answers(settings))
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(repr(e))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        yield seen, errors
+    finally:
+        stop.set()
+        thread.join()
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     old_corpus, new_corpus = corpus_with(tmp_path, 300, 1), corpus_with(tmp_path, 300, 2)
@@ -183,29 +206,14 @@ def test_searches_during_rebuilds_see_old_or_new_never_a_mix(tmp_path):
     assert expected[0] != expected[1]
     settings = make_settings(tmp_path / "shared")
     build_index([small], settings)
-    seen, errors = [], []
-    stop = threading.Event()
-
-    def reader():  # one thread: CPython 3.11's parser is not safe to run in several threads at once
-        while not stop.is_set():
-            try:
-                seen.append(answers(settings))
-            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
-                errors.append(repr(e))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
     env = subprocess_env()
-    try:
+    with reading(settings) as (seen, errors):
         for i in range(4):
             corpus = large if i % 2 == 0 else small
             subprocess.run(
                 [sys.executable, "-m", "ragqa", "index", "--replace", str(corpus), "--index-dir",
                  str(settings.index_dir), "--embed-model", "none"], env=env, check=True, capture_output=True,
             )
-    finally:
-        stop.set()
-        thread.join()
     assert not errors, errors[:3]
     assert len(seen) > 5 and all(r in expected for r in seen)
     assert expected[0] in seen and expected[1] in seen  # the reader saw both generations
@@ -281,20 +289,9 @@ def test_searches_during_adds_see_old_or_new_never_a_mix(tmp_path):
     assert expected[0] != expected[1]
     settings = make_settings(tmp_path / "shared")
     build_index([corpus], settings)
-    seen, errors, counts = [], [], []
-    stop = threading.Event()
-
-    def reader():  # one thread: CPython 3.11's parser is not safe to run in several threads at once
-        while not stop.is_set():
-            try:
-                seen.append(answers(settings))
-            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
-                errors.append(repr(e))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
+    counts = []
     env = subprocess_env()
-    try:
+    with reading(settings) as (seen, errors):
         for i in range(9):
             if i % 2 == 0:
                 extra.write_text(TOPICAL, encoding="utf-8")
@@ -305,9 +302,6 @@ def test_searches_during_adds_see_old_or_new_never_a_mix(tmp_path):
                  "--embed-model", "none"], env=env, check=True, capture_output=True,
             )
             counts.append(len(store.read_manifest(settings.index_dir).segments))
-    finally:
-        stop.set()
-        thread.join()
     assert counts[:7] == [2, 3, 4, 5, 6, 7, 8] and counts[7] == 1  # adds as segments, then the merge
     assert not errors, errors[:3]
     assert len(seen) > 5 and all(r in expected for r in seen)
