@@ -280,7 +280,8 @@ class MilvusStore:
 
     def _call(self, what: str, fn, *args, slow: bool = False, **kwargs):
         """fn(...) (a function, or the name of a MilvusClient method) bounded by the store's timeout (loading,
-        creating and flushing get at least a minute); a server error becomes StoreUnavailable."""
+        creating, writing and flushing get at least a minute: at a million rows Milvus Lite took over 10 s to
+        take a batch of 1,000 on a busy machine); a server error becomes StoreUnavailable."""
         if self.client is None:
             raise StoreUnavailable(f"the Milvus store {self.collection} at {redact(self.uri)} is closed")
         fn = getattr(self.client, fn) if isinstance(fn, str) else fn
@@ -364,7 +365,7 @@ class MilvusStore:
             ]
             # a plain insert would keep both rows of a repeated id on a Milvus server (Lite overwrites)
             write = "upsert" if stored else "insert"
-            self._call("write rows", write, self.collection, rows)
+            self._call("write rows", write, self.collection, rows, slow=True)
 
     def remove(self, ids: np.ndarray) -> None:
         """End the rows at self.generation: readers of earlier generations keep them, later ones do not. A row
@@ -375,7 +376,7 @@ class MilvusStore:
             rows = self._fetch(batch, extra=f"gen_to > {g}")
             unseen = [r["id"] for r in rows if r["gen_from"] >= g]
             if unseen:
-                self._call("delete rows", "delete", self.collection, ids=unseen)
+                self._call("delete rows", "delete", self.collection, ids=unseen, slow=True)
             self._end([r for r in rows if r["gen_from"] < g], g)
 
     def _fetch(self, ids: list[int], extra: str = "", output_fields=("id", "vector", "sparse", "gen_from", "gen_to")):
@@ -390,7 +391,7 @@ class MilvusStore:
         sees either the old row or the new one)."""
         if rows:
             rows = [{**r, "gen_to": gen_to, "vector": np.asarray(r["vector"], dtype=np.float32)} for r in rows]
-            self._call("update rows", "upsert", self.collection, rows)
+            self._call("update rows", "upsert", self.collection, rows, slow=True)
 
     def cleanup(self, current_generation: int, keep_previous: bool = True) -> int:
         """Delete rows no reader of `current_generation` (nor of the one before, if `keep_previous`) can see,
@@ -413,7 +414,7 @@ class MilvusStore:
         # Milvus reports how many rows a delete names, not how many it removed: count first
         n = self._count(expr)
         if n:
-            self._call("delete rows", "delete", self.collection, filter=expr)
+            self._call("delete rows", "delete", self.collection, filter=expr, slow=True)
         return n
 
     # ---------------------------------------------------------------- the manifest's side
