@@ -366,7 +366,7 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
             report.tokenized += 1
     todo = [i for i, t in enumerate(out) if t is None]
-    batch = 1024
+    batch = 256  # chunks per Kiwi call: Ctrl-C is handled between calls
     for start in range(0, len(todo), batch):
         rows = todo[start : start + batch]
         for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):

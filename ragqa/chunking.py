@@ -148,7 +148,8 @@ def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
     return [c for chunks, _ in analyse_articles(articles, max_tokens) for c in chunks]
 
 
-ANALYSIS_BATCH = 1024  # paragraphs per batched Kiwi call: enough for its worker threads, little memory
+ANALYSIS_BATCH = 256  # paragraphs per batched Kiwi call: enough for its worker threads, and short enough (a few
+# seconds of long paragraphs) that Ctrl-C, which Python handles only between calls, stops a build promptly
 
 
 def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
