@@ -139,6 +139,31 @@ def reading(settings):
         thread.join()
 
 
+class KilledBuilds:
+    """Runs `cmd` (a build), SIGKILLs it after a delay, and checks what the index then answers: it must load,
+    and be exactly the old index or exactly one and the same new one. Counts both outcomes."""
+
+    def __init__(self, cmd: list[str], env: dict, settings, before):
+        self.cmd, self.env, self.settings, self.before = cmd, env, settings, before
+        self.new_answers = None
+        self.outcomes = {"old": 0, "new": 0}
+
+    def kill_after(self, delay: float) -> bool:
+        """True when the killed build had already committed the new index."""
+        proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = answers(self.settings)
+        if now == self.before:
+            self.outcomes["old"] += 1
+            return False
+        self.new_answers = self.new_answers or now
+        assert now == self.new_answers
+        self.outcomes["new"] += 1
+        return True
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     old_corpus, new_corpus = corpus_with(tmp_path, 300, 1), corpus_with(tmp_path, 300, 2)
@@ -149,26 +174,15 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     cmd = [sys.executable, "-m", "ragqa", "index", "--replace", str(new_corpus), "--index-dir", str(settings.index_dir),
            "--embed-model", "none"]
     rng = random.Random(0)
-    outcomes = {"old": 0, "new": 0}
-    new_answers = None
+    builds = KilledBuilds(cmd, env, settings, before)
     for _ in range(12):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 6.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        now = answers(settings)  # must load, and be exactly the old or exactly the new index
-        if now == before:
-            outcomes["old"] += 1
-        else:
-            new_answers = new_answers or now
-            assert now == new_answers
-            outcomes["new"] += 1
+        builds.kill_after(rng.uniform(0.3, 6.0))
         debris = [p.name for p in store.generations(settings.index_dir, None) if p.name != data_dir(settings).name]
         assert len(debris) <= 1  # each build clears what the previous killed one left
-        if outcomes["new"]:
+        if builds.outcomes["new"]:
             build_index([old_corpus], settings, replace=True)  # back to the old corpus for the next round
             assert answers(settings) == before
-    assert outcomes["old"] >= 3
+    assert builds.outcomes["old"] >= 3
     final = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert final.returncode == 0
     names = sorted(p.name for p in settings.index_dir.iterdir())
@@ -244,30 +258,19 @@ def test_sigkill_during_adds_never_loses_the_index(tmp_path):
     subprocess.run([*cmd[:-3], str(probe), *cmd[-2:]], env=env, check=True, capture_output=True)
     took = time.monotonic() - start
     rng = random.Random(0)
-    outcomes = {"old": 0, "new": 0}
-    new_answers = None
+    builds = KilledBuilds(cmd, env, settings, before)
     for _ in range(12):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2 * took, 1.4 * took))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        now = answers(settings)  # must load, and be exactly the old or exactly the new index
-        if now == before:
-            outcomes["old"] += 1
-        else:
-            new_answers = new_answers or now
-            assert now == new_answers
-            outcomes["new"] += 1
+        if builds.kill_after(rng.uniform(0.2 * took, 1.4 * took)):
             assert len(store.read_manifest(settings.index_dir).segments) == 2  # it was an add
             shutil.rmtree(settings.index_dir)  # back to the old index for the next round
             shutil.copytree(pristine, settings.index_dir)
         named = {s.dir for s in store.read_manifest(settings.index_dir).segments}
         assert len([p for p in store.generations(settings.index_dir, None) if p.name not in named]) <= 1
-    assert outcomes["old"] >= 3 and outcomes["new"] >= 1
+    assert builds.outcomes["old"] >= 3 and builds.outcomes["new"] >= 1
     final = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert final.returncode == 0
     segments = [s.dir for s in store.read_manifest(settings.index_dir).segments]
-    assert len(segments) == 2 and answers(settings) == new_answers
+    assert len(segments) == 2 and answers(settings) == builds.new_answers
     names = sorted(p.name for p in settings.index_dir.iterdir())
     assert names == sorted([".lock", store.INDEX_MARKER, store.MANIFEST, *segments])
 
