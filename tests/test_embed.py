@@ -289,6 +289,40 @@ def test_onnx_vectors_are_normalized_and_match_torch(int8_model, embedder, seed_
     assert np.allclose(q, embedder.encode_queries(["엔비디아 칩"]), atol=1e-5)
 
 
+def _ops(folder: Path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+
+
+def test_int8_export_fuses_attention_and_quantizes_it(int8_model):
+    meta = json.loads((int8_model / "onnx/ragqa-int8/ragqa-onnx.json").read_text())
+    assert meta["fused"]["Attention"] >= 1, meta["fused"]  # one per layer of the tiny BERT
+    assert {"QAttention", "MatMulInteger"} <= _ops(int8_model / "onnx/ragqa-int8")
+    assert "Attention" not in _ops(int8_model / "onnx/ragqa-fp32")  # the fp32 export stays as traced
+
+
+def test_a_fused_graph_that_disagrees_with_fp32_is_replaced_by_the_plain_one(model_copy, monkeypatch, seed_texts):
+    from ragqa import onnx_export
+
+    monkeypatch.setattr(onnx_export, "_agrees", lambda *a: False)
+    int8 = _onnx_embedder(model_copy).encode_passages(seed_texts)
+    assert json.loads((model_copy / "onnx/ragqa-int8/ragqa-onnx.json").read_text())["fused"] == {}
+    assert "QAttention" not in _ops(model_copy / "onnx/ragqa-int8")
+    assert not list((model_copy / "onnx/ragqa-int8").glob("fused*"))
+    fp32 = _onnx_embedder(model_copy, "onnx").encode_passages(seed_texts)
+    assert (int8 * fp32).sum(1).min() > 0.99
+
+
+def test_int8_runs_batches_of_8_unless_the_user_sets_the_batch_size(tmp_path, int8_model):
+    def batch(**kw):
+        return load_embedder(str(int8_model), make_settings(tmp_path, **kw), allow_download=False).batch_size
+
+    assert batch(embed_backend="onnx-int8") == 8
+    assert batch(embed_backend="onnx-int8", embed_batch_size=4) == 4
+    assert batch(embed_backend="onnx") == 16
+
+
 def test_length_sorted_encoding_keeps_the_input_order(int8_model, embedder, seed_texts):
     texts = [t[:n] for t, n in zip(seed_texts * 4, [300, 20, 150, 5, 90, 260, 40, 1, 200, 70, 120, 10] * 2)]
     for emb in (embedder, _onnx_embedder(int8_model, "onnx", batch_size=3), _onnx_embedder(int8_model, batch_size=3)):
