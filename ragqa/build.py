@@ -17,7 +17,7 @@ from . import store
 from .chunking import CHUNKER_VERSION, analyse_articles
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
-from .lexical import BM25, TOKENIZER_VERSION, language, tokenize_many
+from .lexical import BM25, TOKENIZER_VERSION, kiwi_batches, language, tokenize_many
 from .manifest import BM25Params, Chunker, Corpus, Dense, Lexical, Signature, Store
 from .schema import Chunk
 
@@ -366,12 +366,11 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
             report.tokenized += 1
     todo = [i for i, t in enumerate(out) if t is None]
-    batch = 256  # chunks per Kiwi call: Ctrl-C is handled between calls
-    for start in range(0, len(todo), batch):
-        rows = todo[start : start + batch]
+    for start, end in kiwi_batches([len(chunks[i].text) for i in todo]):  # Ctrl-C is handled between calls
+        rows = todo[start:end]
         for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
-        step("tokenizing", min(start + batch, len(todo)), len(todo))
+        step("tokenizing", end, len(todo))
     report.tokenized += len(todo)
     return out, vocab  # type: ignore[return-value]
 

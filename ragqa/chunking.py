@@ -148,16 +148,12 @@ def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
     return [c for chunks, _ in analyse_articles(articles, max_tokens) for c in chunks]
 
 
-ANALYSIS_BATCH = 256  # paragraphs per batched Kiwi call: enough for its worker threads, and short enough (a few
-# seconds of long paragraphs) that Ctrl-C, which Python handles only between calls, stops a build promptly
-
-
 def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
     """Each article's chunks, and each chunk's index tokens where they came with the chunking: a Korean
     paragraph over budget is split into sentences by the same batched Kiwi pass that gives its tokens, so it
     is analysed once. Other chunks (paragraphs within budget, English ones) get None: `lexical.tokenize_many`
     tokenizes them, unless the previous index already has their text."""
-    from .lexical import kiwi_sentences, tokens_between
+    from .lexical import kiwi_batches, kiwi_sentences, tokens_between
 
     # (article, paragraph number, text, piece ranges or None while Kiwi has yet to split it)
     paragraphs: list[list] = []
@@ -173,8 +169,8 @@ def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[lis
     # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
     # at a pointer each.
     interned: dict[str, str] = {}
-    for start in range(0, len(todo), ANALYSIS_BATCH):
-        batch = todo[start : start + ANALYSIS_BATCH]
+    for start, end in kiwi_batches([len(p[2]) for p in todo]):
+        batch = todo[start:end]
         for p, (spans, morphs) in zip(batch, kiwi_sentences([p[2] for p in batch])):
             p[3] = _pieces(p[2], spans, max_tokens)
             p[4] = [[interned.setdefault(t, t) for t in tokens_between(morphs, a, b)] for a, b in p[3]]

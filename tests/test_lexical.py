@@ -115,3 +115,17 @@ def test_batched_sentence_analysis_matches_one_text_at_a_time():
         assert spans == sentence_spans(text)
         assert [tokens_between(morphs, a, b) for a, b in spans] == [tokenize(text[a:b]) for a, b in spans]
     assert len(analysed[1][0]) == 3  # the headline line, then two sentences
+
+
+@pytest.mark.parametrize("lengths", [[], [10] * 600, [20_000, 20_000, 5, 40_000, 1], [1] * 255 + [31_999, 2]])
+def test_kiwi_batches_cover_the_texts_in_order_within_both_bounds(lengths):
+    from ragqa.lexical import KIWI_BATCH, KIWI_BATCH_CHARS, kiwi_batches
+
+    batches = list(kiwi_batches(lengths))
+    assert [i for a, b in batches for i in range(a, b)] == list(range(len(lengths)))
+    for a, b in batches:
+        assert 0 < b - a <= KIWI_BATCH
+        assert sum(lengths[a:b]) <= KIWI_BATCH_CHARS or b - a == 1  # a longer text goes alone
+    # and batches are as full as the bounds allow: the next text would not have fitted
+    for (a, b), _ in zip(batches, batches[1:]):
+        assert b - a == KIWI_BATCH or sum(lengths[a : b + 1]) > KIWI_BATCH_CHARS
