@@ -40,10 +40,12 @@ BASELINE = "6a108f1"  # the last commit before issue 14 (speed round two)
 
 def run_process(cmd: list[str], repeat: int = 5, env: dict | None = None) -> dict:
     """Wall time of a whole process, `repeat` times (p50, p95, min, max in seconds)."""
+    env = env or offline_env()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env or offline_env(), cwd=ROOT)
+        # run from the measured checkout: `python -m ragqa` imports the ragqa of its working directory first
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=env["BENCH_RAGQA_CODE"])
         times.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-500:]}")
