@@ -686,8 +686,9 @@ def worker_engines(job: dict) -> dict:
         "torch b64": torch_emb[64].encode_passages,
         "torch b16 1 thread": torch_threads(torch_emb[16], 1),
     }
+    ragqa_batch = {"onnx": 16, "onnx-int8": OnnxEmbedder.INT8_BATCH}  # what ragqa runs unless told otherwise
     for (backend, b, th), emb in onnx_emb.items():
-        settings[f"{backend} b{b}" + (f" {th} thread" if th != THREADS else "") + (" (ragqa)" if b == 16 and th == THREADS else "")] = emb.encode_passages
+        settings[f"{backend} b{b}" + (f" {th} thread" if th != THREADS else "") + (" (ragqa)" if b == ragqa_batch[backend] and th == THREADS else "")] = emb.encode_passages
     if job.get("only"):
         settings = {k: v for k, v in settings.items() if any(o in k for o in job["only"])}
     for run in settings.values():  # warm-up
