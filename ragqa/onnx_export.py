@@ -1,6 +1,7 @@
 """ONNX exports of a sentence-transformers model, made locally from its weights on first use and cached in its
-folder: fp32 (the model traced whole: transformer, pooling, normalization) and int8 (that export with
-dynamically quantized MatMul weights). embed.OnnxEmbedder runs them."""
+folder: fp32 (the model traced whole: transformer, pooling, normalization) and int8 (that export with its
+attention fused by ONNX Runtime's transformer optimizer and dynamically quantized int8 weights). embed.OnnxEmbedder
+runs them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from .errors import ModelUnavailable
 
 # How a sentence-transformers model is run: "torch" (as downloaded), "onnx" (exported to ONNX once, run by
-# ONNX Runtime) or "onnx-int8" (that export with dynamically quantized int8 MatMul weights).
+# ONNX Runtime) or "onnx-int8" (that export fused and with dynamically quantized int8 weights).
 ONNX_EXTRA = 'pip install -e ".[onnx]"  (onnx and onnxruntime)'
 # Bumped whenever the export or quantization recipe changes: a cached export of another recipe is redone.
 ONNX_RECIPE = "ragqa-onnx-2:opset17:eager-attention:mean-of-st-forward:ort-bert-fusion:matmul-attention-qint8-per-tensor"
