@@ -418,11 +418,11 @@ def _segment(corpus, read: dict, stale: np.ndarray, prev, spec: str, settings, r
     dense = None
     if prev.dense is not None:
         if np.any(prev_rows < 0) and embedder is None:
-            from .embed import index_settings, load_embedder
+            from .embed import load_embedder
 
             step("loading embedding model", 0, 0)
             try:
-                embedder = load_embedder(spec, index_settings(settings, prev.dense))
+                embedder = load_embedder(spec, _backend_kept(settings, prev.dense))
             except ModelUnavailable:
                 return None
         if embedder is not None and embedder.identity != _identity(prev.dense):
@@ -517,10 +517,10 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
     same_model = prev_dense is not None and prev_dense.model == spec
     reuse = prev_rows if same_model else np.full(len(chunks), -1, dtype=np.int64)
     if np.any(reuse < 0) and embedder is None:
-        from .embed import index_settings, load_embedder
+        from .embed import load_embedder
 
-        if same_model and "embed_backend" not in settings.model_fields_set:
-            settings = index_settings(settings, prev_dense)  # an index keeps its backend unless one is asked for
+        if same_model:
+            settings = _backend_kept(settings, prev_dense)
         step("loading embedding model", 0, 0)
         try:
             embedder = load_embedder(spec, settings)
@@ -540,6 +540,13 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
         **identity, normalized=True, metric="inner_product", store=Store(kind=kind, params=vector_store.params()),
     )
     return DenseParts(vectors, section, vector_store, ids)
+
+
+def _backend_kept(settings, dense: Dense):
+    """`settings` to load an index's own model with: the index keeps its embedding backend unless one is asked for."""
+    from .embed import index_settings
+
+    return settings if "embed_backend" in settings.model_fields_set else index_settings(settings, dense)
 
 
 def _identity(dense: Dense) -> dict:

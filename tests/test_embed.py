@@ -382,6 +382,17 @@ def test_an_onnx_index_keeps_its_backend_when_brought_up_to_date(tmp_path, corpu
     assert report.embedded == 1 and report.reused_vectors > 0  # only the new article is embedded
 
 
+def test_a_backend_asked_for_on_an_add_is_used_for_every_vector(tmp_path, corpus_dir, int8_model):
+    settings = make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx-int8")
+    build_index([corpus_dir], settings, embed_explicit=True)
+    (corpus_dir / "zz-new.txt").write_text("삼성전자가 새 HBM 공장을 평택에 짓는다.\n", encoding="utf-8")
+    chunks = store.load(settings.index_dir).manifest.corpus.chunks
+    report = build_index([], make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx"))
+    index = store.load(settings.index_dir)
+    assert index.dense.engine == "sentence-transformers+onnx" and len(index.segments) == 1
+    assert report.embedded == chunks + 1 and report.reused_vectors == 0  # not a segment of the old backend's
+
+
 def test_a_backend_for_the_bundled_engine_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--embed-backend onnx-int8 applies to sentence-transformers models"):
         load_embedder("e5-small", make_settings(tmp_path, embed_model="e5-small", embed_backend="onnx-int8"))
