@@ -84,6 +84,7 @@ class Retriever:
         self._embed_error: RagqaError | None = None  # why the model cannot be used: said once, kept
         self._sentence_vectors: dict[str, np.ndarray] = {}  # answer sentences embedded, oldest first
         self._last_query: tuple[str | None, np.ndarray | None] = (None, None)
+        self._worker = None  # the thread a hybrid search runs its dense half in
         tokenizer = index.manifest.lexical.tokenizer
         if tokenizer != TOKENIZER_VERSION:  # queries would be tokenized differently from the passages
             raise IndexMismatch(
@@ -161,6 +162,23 @@ class Retriever:
         rows = self.index.rows_of_ids(np.array([i for i, _ in found], dtype=np.int64))
         return [(int(r), float(s)) for r, (_, s) in zip(rows, found) if r >= 0 and s > 0]
 
+    def _both(self, tokens: list[str], query: str, depth: int) -> tuple[list, list]:
+        """The BM25 and the dense ranking of a hybrid search. With FAISS both are computed here, at once: the
+        query's embedding and the vector search run in a worker thread (the engines and FAISS release the GIL)
+        while this thread scores BM25, so a hybrid search costs the slower of the two, not their sum."""
+        if self.index.dense.store.kind != "faiss":
+            return self.bm25_search(tokens, depth), self.dense(query, depth)
+        if self._worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="ragqa-dense")
+        dense = self._worker.submit(self.dense, query, depth)
+        try:
+            lexical = self.bm25_search(tokens, depth)
+        finally:
+            found = dense.result()
+        return lexical, found
+
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding (1 × dim); the last one is kept, as an answer needs it again."""
         if self._last_query[0] != query:
@@ -206,6 +224,6 @@ class Retriever:
             depth = hybrid_depth(k)
             tokens = tokenize(query)
             alpha = lexical_weight(tokens, self.index.bm25, is_korean(query) == self.korean_corpus)
-            ranked = minmax_fuse(self.bm25_search(tokens, depth), self.dense(query, depth), alpha)[:k]
+            ranked = minmax_fuse(*self._both(tokens, query, depth), alpha)[:k]
         hits = [self.index.hit(row, rank, score) for rank, (row, score) in enumerate(ranked, 1)]
         return SearchResult(query=query, mode=mode, hits=hits, notes=notes)

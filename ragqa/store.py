@@ -553,16 +553,18 @@ class SegmentData:
         return store_class(dense.store.kind).load(path, params, self.n, dense.dim)
 
     @cached_property
-    def _id_order(self) -> np.ndarray:
-        return np.argsort(self.vector_ids, kind="stable")
+    def _id_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows in id order, the ids in that order): kept, a search maps ids to rows by bisection."""
+        order = np.argsort(self.vector_ids, kind="stable")
+        return order, self.vector_ids[order]
 
     def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
         """Local rows holding the given vector ids (-1 for a missing result stays -1)."""
         ids = np.asarray(ids, dtype=np.int64)
         if not self.n:
             return np.full(len(ids), -1, dtype=np.int64)
-        order = self._id_order
-        rows = order[np.clip(np.searchsorted(self.vector_ids[order], ids), 0, self.n - 1)]
+        order, sorted_ids = self._id_order
+        rows = order[np.clip(np.searchsorted(sorted_ids, ids), 0, self.n - 1)]
         return np.where((ids >= 0) & (self.vector_ids[rows] == ids), rows, -1)
 
     @cached_property

@@ -102,6 +102,17 @@ def test_top_k_orders_and_drops_zero_scores():
     assert top_k(np.zeros(4, np.float32), 2) == []
 
 
+@pytest.mark.parametrize("n", [50, 300_000])  # a short array, and one long enough to be read by blocks
+def test_top_k_equals_a_full_sort_and_breaks_ties_at_the_cut_by_row(n):
+    rng = np.random.default_rng(n)
+    scores = np.zeros(n, np.float32)
+    hit = rng.choice(n, n // 3, replace=False)
+    scores[hit] = rng.integers(1, 40, len(hit)).astype(np.float32) / 4  # many ties, also at the k-th place
+    for k in (1, 7, 50, n):
+        order = sorted(np.flatnonzero(scores > 0).tolist(), key=lambda r: (-scores[r], r))[:k]
+        assert top_k(scores, k) == [(r, float(scores[r])) for r in order]
+
+
 def test_batched_sentence_analysis_matches_one_text_at_a_time():
     from ragqa.lexical import kiwi_sentences, sentence_spans, tokenize, tokens_between
 
