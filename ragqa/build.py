@@ -62,24 +62,27 @@ def _signature(hashes: dict[str, str], settings, embed_spec: str, roots: list[st
     )
 
 
-def file_hashes(found: list[tuple[Path, str, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple]]:
-    """(sha256 of every discovered article file, (size, mtime) of each). A file whose size and mtime match
-    what the previous build recorded, and which was not touched within a second of that build (its mtime
-    could hide a later write), keeps its recorded hash without being read again, as git does."""
-    hashes, stats = {}, {}
+def file_hashes(found: list[tuple[str, str, str]], known: dict | None = None) -> tuple[dict[str, str], dict[str, tuple], set[str]]:
+    """(sha256 of every discovered article file, (size, mtime) of each, the files hashed by reading them). A
+    file whose size and mtime match what the previous build recorded, and which was not touched within a
+    second of that build (its mtime could hide a later write), keeps its recorded hash without being read
+    again, as git does."""
+    hashes, stats, hashed = {}, {}, set()
     known = known or {}
     for path, _, key in found:
         try:
-            st = path.stat()
+            st = os.stat(path)
             stats[key] = (st.st_size, st.st_mtime_ns)
             prev = known.get(key)
             if prev and prev.get("stat") == [st.st_size, st.st_mtime_ns] and st.st_mtime_ns < prev["read_at_ns"] - 10**9:
                 hashes[key] = prev["sha256"]
             else:
-                hashes[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+                with open(path, "rb") as f:
+                    hashes[key] = hashlib.sha256(f.read()).hexdigest()
+                hashed.add(key)
         except OSError as e:
             hashes[key] = f"unreadable: {e.strerror}"
-    return hashes, stats
+    return hashes, stats, hashed
 
 
 def build_index(
@@ -124,11 +127,11 @@ def build_index(
         step("scanning", 0, 0)
         read_at = time.time_ns()
         discovered = discover(roots, exclude=[settings.index_dir])
-        hashes, stats = file_hashes(discovered[0], prev.files_info if prev is not None else None)
+        hashes, stats, hashed = file_hashes(discovered[0], prev.files_info if prev is not None else None)
         signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
         if prev is not None and prev.manifest.signature == signature and not _dense_now_possible(
             prev, embed_spec, settings
-        ) and (prev.dense is None or _same_store(prev, kind, uri)):
+        ) and (prev.dense is None or _same_store(prev, kind, uri)) and not _backend_changed(prev, settings, embedder):
             corpus = prev.manifest.corpus
             return BuildReport(
                 index_dir=str(settings.index_dir), articles=corpus.articles, chunks=corpus.chunks,
@@ -155,8 +158,11 @@ def build_index(
         step("chunking", 0, 0)
         read = _chunk_files([f for f in corpus.files if not f.reused], settings)
         files_info = {f.key: prev_files[f.key] if f.reused else read[f.key][2] for f in corpus.files}
-        for key, info in files_info.items():
-            info.update(stat=list(stats.get(key, (0, 0))), read_at_ns=read_at)
+        # A file's record changes only when this build read it: the records of the others stay as they were
+        # (their size and mtime were just found unchanged), so an add writes the records it changed, not all.
+        fresh = [f.key for f in corpus.files if not f.reused or f.key in hashed]
+        for key in fresh:
+            files_info[key] = {**files_info[key], "stat": list(stats.get(key, (0, 0))), "read_at_ns": read_at}
         dropped_lines = sum(info["dropped"] for info in files_info.values())
         report = BuildReport(
             index_dir=str(settings.index_dir), articles=sum(len(i["docs"]) for i in files_info.values()), chunks=0,
@@ -167,7 +173,9 @@ def build_index(
             updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
             removed=[k for k in known if k not in files_info],
         )
-        stale = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
+        stale = None
+        if not _backend_changed(prev, settings, embedder):
+            stale = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
         built = None
         if stale is not None:
             built = _segment(corpus, read, stale, prev, embed_spec, settings, report, step, embedder)
@@ -175,6 +183,9 @@ def build_index(
             built = _base(corpus, read, prev, prev_files, embed_spec, embed_explicit, settings, report, step, embedder)
         contents, dense = built
         contents.files_info = files_info
+        contents.files_changed = {
+            "changed": {key: files_info[key] for key in fresh}, "removed": [k for k in known if k not in files_info],
+        }
         live = sum(s["rows"] for s in contents.segments) + len(contents.chunks) - len(contents.tombstones)
         report.chunks = live
         languages: dict[str, int] = {}
@@ -248,6 +259,16 @@ def _dense_now_possible(prev, spec: str, settings) -> bool:
     if resolve_embedder(spec, settings.models_dir)[0] is not None:
         return True
     return not offline_requested(settings) and check_hub(settings.hub_timeout) is None
+
+
+def _backend_changed(prev, settings, embedder=None) -> bool:
+    """Whether another embedding backend is asked for than the index's vectors were made with: then even an
+    unchanged corpus is embedded again, into a new base (the vectors of two backends differ slightly)."""
+    if prev is None or prev.dense is None or embedder is not None or "embed_backend" not in settings.model_fields_set:
+        return False
+    from .embed import backend_of
+
+    return (backend_of(prev.dense.engine) or "torch") != settings.embed_backend
 
 
 def _previous(index_dir: Path, warnings: list[str]):
@@ -514,7 +535,7 @@ def _dense(chunks, prev, prev_rows, spec, explicit, settings, report: BuildRepor
         report.dense_note = "built lexical-only on request (--embed-model none)"
         return None
     prev_dense = prev.dense if prev is not None else None
-    same_model = prev_dense is not None and prev_dense.model == spec
+    same_model = prev_dense is not None and prev_dense.model == spec and not _backend_changed(prev, settings, embedder)
     reuse = prev_rows if same_model else np.full(len(chunks), -1, dtype=np.int64)
     if np.any(reuse < 0) and embedder is None:
         from .embed import load_embedder
@@ -608,38 +629,38 @@ def _vector_store(vectors: np.ndarray, reuse: np.ndarray, prev, settings, tokens
     kind, uri = _chosen_store(prev, settings)
     if kind == "milvus":
         return (kind, *_milvus_store(vectors, reuse, prev, uri, settings.index_dir, tokens))
-    reusable = (
-        prev is not None and prev.dense is not None and prev.dense.store.kind == "faiss" and len(prev.segments) == 1
-        and bool(np.any(reuse >= 0))
-    )  # an IVF store is updated in place only from an index of one segment: the others' ids are their own
+    reusable = prev is not None and prev.dense is not None and prev.dense.store.kind == "faiss" and bool(np.any(reuse >= 0))
     return (kind, *_faiss_store(vectors, reuse, prev if reusable else None))
 
 
 def _faiss_store(vectors: np.ndarray, reuse: np.ndarray, prev):
-    """A previous IVF store is updated in place, keeping the ids of unchanged rows, while it still fits the
-    corpus (`reusable`); otherwise a new store is built."""
+    """The previous base segment's IVF store is updated in place, keeping the ids of its unchanged rows, while
+    it still fits the corpus (`reusable`): a merge of segments moves their vectors into it instead of training
+    a new one. Otherwise a new store is built."""
     from .vectors import FAISS_FILE, FaissStore
 
     n = len(vectors)
-    params = prev.dense.store.params if prev is not None else {}
+    base = prev.segments[0] if prev is not None else None
+    params = (base.record.store or prev.dense.store.params) if base is not None else {}
     if not FaissStore.reusable(params, n):
         ids = np.arange(n, dtype=np.int64)
         return FaissStore.build(vectors, ids), ids
     ids, gone, new = _reused_ids(reuse, prev)
     # read into memory (the searching copy is memory-mapped, read-only) and updated there
-    store = FaissStore.load(str(prev.data / FAISS_FILE), params, prev.n, prev.dense.dim, mmap=False)
+    store = FaissStore.load(str(base.dir / FAISS_FILE), params, base.n, prev.dense.dim, mmap=False)
     store.remove(gone)
     store.add(vectors[new], ids[new])
     return store, ids
 
 
 def _reused_ids(reuse: np.ndarray, prev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(id of each row, previous ids no row keeps, rows that need a new id): unchanged rows keep their
-    stored id; new rows get ids above every previous one."""
-    prev_ids = prev.vector_ids
+    """(id of each row, previous ids no row keeps, rows that need a new id) for the base segment's store:
+    rows unchanged from the base keep their stored id; the others (new, or from a later segment, whose store
+    was its own) get ids above every previous one."""
+    prev_ids = prev.vector_ids  # the base segment's
     ids = np.full(len(reuse), -1, dtype=np.int64)
     claimed = np.zeros(len(prev_ids), dtype=bool)
-    for i in np.flatnonzero(reuse >= 0).tolist():
+    for i in np.flatnonzero((reuse >= 0) & (reuse < len(prev_ids))).tolist():
         r = int(reuse[i])
         if not claimed[r]:  # a text repeated in the corpus reuses the stored id once
             claimed[r] = True

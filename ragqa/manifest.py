@@ -100,7 +100,7 @@ class Manifest(_Strict):
     ragqa_version: str
     generation: str
     created: str
-    data_dir: str  # the newest segment: it also holds this commit's files.json, df.npy and tombstones.npy
+    data_dir: str  # the newest segment: it also holds this commit's df.npy and tombstones.npy
     segments: list[Segment] = Field(min_length=1)  # in row order; the first is the base a full build wrote
     signature: Signature
     corpus: Corpus

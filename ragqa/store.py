@@ -7,8 +7,10 @@ Layout:
                              its FAISS index, and the ownership marker .ragqa-generation holding <generation>.
                              The first segment (the base) is what a full build writes; an incremental build
                              that changes little adds one segment with the chunks of the files it read. The
-                             newest segment also holds the commit's corpus-wide files: files.json, df.npy
-                             (document frequencies over live rows) and tombstones.npy (rows deleted since).
+                             newest segment also holds the commit's corpus-wide files: df.npy (document
+                             frequencies over live rows) and tombstones.npy (rows deleted since). The source
+                             files' records are files.json in a base, files-changed.json (the records the
+                             build changed, the files it removed) in a later segment.
     index/.lock              held by `ragqa index` while it builds
 Segments never change once written. A build writes `.tmp-<generation>/`, renames it `data-<generation>/`, then
 swaps the manifest; a reader opens whatever the manifest names, so it sees the old index or the new one, never
@@ -40,6 +42,7 @@ from .manifest import FORMAT, FORMAT_VERSION, Manifest, Segment
 from .schema import Chunk, Hit
 
 MANIFEST = "manifest.json"
+FILES, FILES_CHANGED = "files.json", "files-changed.json"  # a base's table of source files; a segment's changes
 LOCK = ".lock"
 INDEX_MARKER = ".ragqa-index"
 GEN_MARKER = ".ragqa-generation"
@@ -128,6 +131,7 @@ class IndexContents:
     segments: list[dict] = field(default_factory=list)  # the manifest records of the segments kept before this one
     vocab_start: int = 0  # the first token id this segment adds
     live_length: int = 0  # tokens in the live chunks of every segment
+    files_changed: dict | None = None  # {"changed": records this build wrote, "removed": keys}: what a segment stores
 
 
 # ---------------------------------------------------------------- ownership and locking
@@ -314,7 +318,10 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
         np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
         np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
         contents.vector_store.save(tmp)
-    (tmp / "files.json").write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
+    if contents.segments and contents.files_changed is not None:
+        (tmp / FILES_CHANGED).write_text(json.dumps(contents.files_changed, ensure_ascii=False), encoding="utf-8")
+    else:
+        (tmp / FILES).write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
     np.save(tmp / "df.npy", np.asarray(contents.df, dtype=np.int64), allow_pickle=False)
     tombstones = contents.tombstones if contents.tombstones is not None else np.zeros(0)
     np.save(tmp / "tombstones.npy", np.asarray(tombstones, dtype=np.int64), allow_pickle=False)
@@ -721,8 +728,19 @@ class Index:
 
     @cached_property
     def files_info(self) -> dict:
-        """What the build recorded about each source file (used by the next build only)."""
-        return json.loads((self.segments[-1].dir / "files.json").read_text(encoding="utf-8"))
+        """What the builds recorded about each source file (used by the next build only): the whole table of
+        the newest segment that holds one (a base, or a segment of an index written before segments stored
+        changes), then the records each later segment changed or removed."""
+        whole = [i for i, s in enumerate(self.segments) if FILES in s.record.files]
+        if not whole:
+            raise IndexCorrupt(f"no segment of {self.dir} records its source files; {REBUILD}")
+        info = json.loads((self.segments[whole[-1]].dir / FILES).read_text(encoding="utf-8"))
+        for s in self.segments[whole[-1] + 1 :]:
+            changes = json.loads((s.dir / FILES_CHANGED).read_text(encoding="utf-8"))
+            for key in changes["removed"]:
+                info.pop(key, None)
+            info.update(changes["changed"])
+        return info
 
     @cached_property
     def chunk_ids(self) -> list[str]:

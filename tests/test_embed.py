@@ -393,6 +393,16 @@ def test_a_backend_asked_for_on_an_add_is_used_for_every_vector(tmp_path, corpus
     assert report.embedded == chunks + 1 and report.reused_vectors == 0  # not a segment of the old backend's
 
 
+def test_another_backend_on_an_unchanged_corpus_embeds_it_again(tmp_path, corpus_dir, int8_model):
+    build_index([corpus_dir], make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx-int8"), embed_explicit=True)
+    same = build_index([], make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx-int8"))
+    assert same.up_to_date
+    chunks = store.load(tmp_path / "index").manifest.corpus.chunks
+    other = build_index([], make_settings(tmp_path, embed_model=str(int8_model), embed_backend="onnx"))
+    assert not other.up_to_date and other.embedded == chunks and other.reused_vectors == 0
+    assert store.load(tmp_path / "index").dense.engine == "sentence-transformers+onnx"
+
+
 def test_a_backend_for_the_bundled_engine_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--embed-backend onnx-int8 applies to sentence-transformers models"):
         load_embedder("e5-small", make_settings(tmp_path, embed_model="e5-small", embed_backend="onnx-int8"))

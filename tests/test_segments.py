@@ -4,7 +4,10 @@ prove it wrote are removed."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +43,11 @@ def ranking(retriever, query, mode, k=1000) -> dict[str, float]:
     return {h.chunk_id: h.score for h in retriever.search(query, k, mode).hits}
 
 
+def records(index) -> dict:
+    """The index's record of each source file, without when it was read."""
+    return {k: {f: v for f, v in r.items() if f not in ("stat", "read_at_ns")} for k, r in index.files_info.items()}
+
+
 def assert_same_as_a_full_build(settings, corpus, tmp_path):
     """Every chunk's BM25 score, the corpus statistics and the lexical, dense and hybrid rankings equal those
     of an index built from scratch over the same files."""
@@ -48,6 +56,7 @@ def assert_same_as_a_full_build(settings, corpus, tmp_path):
     ours, theirs = store.load(settings.index_dir), store.load(reference.index_dir)
     assert ours.manifest.corpus == theirs.manifest.corpus
     assert ours.manifest.lexical.live_length == theirs.manifest.lexical.live_length
+    assert records(ours) == records(theirs)  # what the next build compares the files with
     assert sorted(ours.rows) == sorted(theirs.rows)
     for query in QUERIES:
         tokens = tokenize(query)
@@ -68,6 +77,8 @@ def assert_same_as_a_full_build(settings, corpus, tmp_path):
 
 def test_adds_changes_and_removals_as_segments_equal_a_full_build(tmp_path, corpus_dir, roomy, monkeypatch):
     settings = make_settings(tmp_path / "seg", embed_model="fake-64")
+    for f in corpus_dir.iterdir():  # written a minute ago: not within a second of the build that reads them
+        os.utime(f, (time.time() - 60, time.time() - 60))
     index(settings, corpus_dir)
     base = segments(settings)
     foreign = settings.index_dir / "data-2023"  # a user's folder named like a segment, without a marker
@@ -89,6 +100,10 @@ def test_adds_changes_and_removals_as_segments_equal_a_full_build(tmp_path, corp
 
     report = add(lambda: (corpus_dir / "005_new.txt").write_text(NEW, encoding="utf-8"))
     assert report.added and report.embedded == 2 and report.reused_vectors == 74 and report.tokenized == 2
+    newest = manifest_of(settings)["segments"][-1]  # it records the one file it read, not all of them
+    assert store.FILES not in newest["files"]
+    changes = json.loads((settings.index_dir / newest["dir"] / store.FILES_CHANGED).read_text(encoding="utf-8"))
+    assert list(changes["changed"]) == [str((corpus_dir / "005_new.txt").resolve())] and changes["removed"] == []
     changed = corpus_dir / "001_760573c8890242e6.txt"
     text = changed.read_text(encoding="utf-8")
     first = next(p for p in text.split("\n\n") if len(p) > 80)
@@ -173,6 +188,29 @@ def test_deleted_rows_never_come_out_of_an_ivf_base(tmp_path, corpus_dir, roomy,
         assert hits and not any(h.doc_id.startswith("003-") for h in hits)
     flat = r.search(texts[:200], 1000, "dense").hits
     assert len(flat) <= opened.manifest.corpus.chunks
+
+
+def test_a_merge_moves_the_segments_into_the_base_ivf_store_without_training_it(tmp_path, corpus_dir, roomy, monkeypatch):
+    import ragqa.vectors
+
+    monkeypatch.setattr(ragqa.vectors, "FLAT_MAX", 10)  # the seeds' 74 chunks get an IVF base (one list: exact)
+    settings = make_settings(tmp_path / "seg", embed_model="fake-64")
+    index(settings, corpus_dir)
+    first = store.load(settings.index_dir)
+    ids_before = dict(zip(first.chunk_ids, first.vector_ids.tolist()))
+    (corpus_dir / "003_8169c9927aad0281.txt").unlink()
+    index(settings, corpus_dir)
+    (corpus_dir / "005_new.txt").write_text(NEW, encoding="utf-8")
+    index(settings, corpus_dir)
+    monkeypatch.setattr(build, "MAX_SEGMENTS", len(segments(settings)))
+    (corpus_dir / "006_more.txt").write_text(NEW.replace("평택", "용인"), encoding="utf-8")
+    index(settings, corpus_dir)  # the merge
+    merged = store.load(settings.index_dir)
+    assert len(merged.segments) == 1 and merged.manifest.segments[0].store["trained_on"] == 74  # not retrained
+    ids_after = dict(zip(merged.chunk_ids, merged.vector_ids.tolist()))
+    assert all(ids_after[c] == ids_before[c] for c in ids_after if c in ids_before)
+    assert len(set(ids_after.values())) == merged.n == merged.vector_store.ntotal
+    assert_same_as_a_full_build(settings, corpus_dir, tmp_path)
 
 
 def test_a_failed_add_leaves_the_previous_index(tmp_path, corpus_dir, roomy, monkeypatch):
