@@ -173,19 +173,20 @@ def build_index(
             updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
             removed=[k for k in known if k not in files_info],
         )
-        stale = None
+        plan = None
         if not _backend_changed(prev, settings, embedder):
-            stale = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
+            plan = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
         built = None
-        if stale is not None:
-            built = _segment(corpus, read, stale, prev, embed_spec, settings, report, step, embedder)
+        if plan is not None:
+            built = _segment(corpus, read, plan, prev, embed_spec, settings, report, step, embedder)
         if built is None:
             built = _base(corpus, read, prev, prev_files, embed_spec, embed_explicit, settings, report, step, embedder)
         contents, dense = built
         contents.files_info = files_info
-        contents.files_changed = {
-            "changed": {key: files_info[key] for key in fresh}, "removed": [k for k in known if k not in files_info],
-        }
+        if plan is not None and plan[1] is None:  # a segment beside the others records what it changed
+            contents.files_changed = {
+                "changed": {key: files_info[key] for key in fresh}, "removed": [k for k in known if k not in files_info],
+            }
         live = sum(s["rows"] for s in contents.segments) + len(contents.chunks) - len(contents.tombstones)
         report.chunks = live
         languages: dict[str, int] = {}
@@ -396,9 +397,10 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
     return out, vocab  # type: ignore[return-value]
 
 
-def _segment_plan(prev, prev_files: dict, corpus, read: dict, kind: str, embed_spec: str) -> np.ndarray | None:
-    """The live rows this build deletes (the previous chunks of files changed or removed) when it may add one
-    segment to the previous index; None when it must write a new base."""
+def _segment_plan(prev, prev_files: dict, corpus, read: dict, kind: str, embed_spec: str):
+    """(the live rows this build deletes: the previous chunks of files changed or removed; the live rows of the
+    later segments it folds into its own, or None) when it may write one segment beside the base; None when
+    it must write a new base."""
     if prev is None or not prev_files or kind != "faiss" or prev.manifest.lexical.tokenizer != TOKENIZER_VERSION:
         return None
     if prev.dense is None:
@@ -406,36 +408,57 @@ def _segment_plan(prev, prev_files: dict, corpus, read: dict, kind: str, embed_s
             return None
     elif embed_spec == "none" or prev.dense.store.kind != "faiss" or prev.dense.model != embed_spec:
         return None
-    if len(prev.segments) >= MAX_SEGMENTS:
-        return None
     kept = {f.key for f in corpus.files if f.reused}
     docs = {d for key, info in prev_files.items() if key not in kept for d in info["docs"]}
     articles = np.array([i for i, a in enumerate(prev.articles) if a["doc_id"] in docs], dtype=np.int64)
     stale = np.flatnonzero(np.isin(np.asarray(prev.chunk_doc), articles))
     stale = stale[~prev.is_dead[stale]]
     new = sum(len(r[1]) for r in read.values())
+    folded = None
+    if len(prev.segments) >= MAX_SEGMENTS:  # the later segments' live rows move into this one
+        tail = np.arange(prev.segments[1].start, prev.n, dtype=np.int64)
+        folded = tail[~prev.is_dead[tail] & ~np.isin(tail, stale)]
     live = prev.manifest.corpus.chunks - len(stale) + new
-    if new > MAX_SEGMENT_SHARE * prev.manifest.corpus.chunks or live <= 0:
+    if new + (0 if folded is None else len(folded)) > MAX_SEGMENT_SHARE * prev.manifest.corpus.chunks or live <= 0:
         return None
     if len(prev.dead) + len(stale) > MAX_DEAD_SHARE * (prev.n + new):
         return None
-    return stale
+    return stale, folded
 
 
-def _segment(corpus, read: dict, stale: np.ndarray, prev, spec: str, settings, report: BuildReport, step: Progress,
+def _folded_chunks(prev, rows: np.ndarray) -> tuple[list[Chunk], list[dict]]:
+    """The chunks of the given rows of the previous index and their articles' records, in row order."""
+    docs = np.asarray(prev.chunk_doc)[rows].tolist()
+    records: dict[str, dict] = {}
+    chunks = []
+    for r, d in zip(rows.tolist(), docs):
+        record = prev.articles[d]
+        records.setdefault(record["doc_id"], record)
+        chunks.append(Chunk(chunk_id=prev.ids[r], doc_id=record["doc_id"], text=prev.texts[r], hash=prev.hashes[r]))
+    return chunks, list(records.values())
+
+
+def _segment(corpus, read: dict, plan: tuple, prev, spec: str, settings, report: BuildReport, step: Progress,
              embedder=None):
     """(contents, dense parts) of a segment holding the chunks of the files read this time, with the corpus
     statistics updated for the deleted rows `stale`: reads only those rows of the previous index. None when
-    the vectors cannot be made by the index's own embedder (a full build sorts that out)."""
+    the vectors cannot be made by the index's own embedder (a full build sorts that out).
+
+    With `folded` rows (the index has MAX_SEGMENTS segments), the segments after the base are replaced by this
+    one, which holds their live rows too: a merge that costs what the small segments hold, not the base."""
     from .lexical import Postings
 
-    chunks, articles, fresh = [], [], []
+    stale, folded = plan
+    kept = np.zeros(0, np.int64) if folded is None else folded
+    chunks, articles = _folded_chunks(prev, kept) if len(kept) else ([], [])
+    fresh: list = [None] * len(chunks)
     for f in corpus.files:
         if not f.reused:
             articles.extend(read[f.key][0])
             chunks.extend(read[f.key][1])
             fresh.extend(read[f.key][3])
-    prev_rows = _previous_rows(chunks, prev, stale)  # unchanged paragraphs of a changed file
+    # the folded rows are their own previous rows; a new chunk may be an unchanged paragraph of a changed file
+    prev_rows = np.concatenate([kept, _previous_rows(chunks[len(kept):], prev, stale)])
     dense = None
     if prev.dense is not None:
         if np.any(prev_rows < 0) and embedder is None:
@@ -456,23 +479,28 @@ def _segment(corpus, read: dict, stale: np.ndarray, prev, spec: str, settings, r
         from .vectors import FaissStore
 
         vectors = _embed(chunks, prev, prev_rows, embedder, prev.dense.dim, report, step)
-        report.reused_vectors += prev.manifest.corpus.chunks - len(stale)  # the other segments' rows stay as they are
+        report.reused_vectors += prev.manifest.corpus.chunks - len(stale) - len(kept)  # the base's rows stay as they are
         step("vector index", 0, 0)
         ids = np.arange(len(chunks), dtype=np.int64)
         dense = DenseParts(vectors, prev.dense, FaissStore.build(vectors, ids), ids)
-    # the live rows' statistics: the previous ones, less the deleted rows, plus the new segment's
-    old = prev.tokens_of(stale)
+    # the live rows' statistics: the previous ones, less the rows deleted or moved, plus the new segment's
+    old = prev.tokens_of(np.concatenate([stale, kept]))
     df = postings.df(len(vocab))
     df[: len(prev.bm25.doc_freq)] += np.asarray(prev.bm25.doc_freq)
     if old:
         df -= np.bincount(np.concatenate([np.unique(t) for t in old]).astype(np.int64), minlength=len(vocab))
     live_length = prev.manifest.lexical.live_length - sum(len(t) for t in old) + int(postings.lengths.sum())
+    segments = prev.manifest.segments if folded is None else prev.manifest.segments[:1]
+    dead = np.union1d(prev.dead, stale)
+    if folded is not None:  # the rows after the base are gone (their live ones are in this segment)
+        dead = dead[dead < prev.segments[1].start]
+        vocab_start = len(prev.segments[0].words)  # this segment also lists the words the folded ones added
     contents = store.IndexContents(
         chunks=chunks, articles=articles, tokens=(flat, offsets), vocab=vocab, files_info={},
         vectors=dense.vectors if dense else None, postings=postings, vector_store=dense.store if dense else None,
-        vector_ids=dense.ids if dense else None, df=df, tombstones=np.union1d(prev.dead, stale),
-        segments=[s.model_dump(mode="json") for s in prev.manifest.segments], vocab_start=len(prev.vocab),
-        live_length=live_length,
+        vector_ids=dense.ids if dense else None, df=df, tombstones=dead,
+        segments=[s.model_dump(mode="json") for s in segments], live_length=live_length,
+        vocab_start=len(prev.vocab) if folded is None else vocab_start,
     )
     return contents, dense
 
