@@ -244,10 +244,14 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """The most resident memory this process has used, in MiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """The most resident memory this process has used, in MiB: VmHWM, its memory's high-water mark since it
+    started. Not getrusage's ru_maxrss: Linux carries that across fork and exec, so a child process of a
+    benchmark that held 6 GB reported 6 GB whatever it used itself."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def dir_bytes(*paths: Path) -> int:

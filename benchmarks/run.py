@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import (
     CODE, HERE, QUERIES_KO, ROOT, SEEDS, WORK, HashEmbedder, StageMeter, bench_settings, child_json, describe,
-    dir_bytes, log, machine, offline_env, percentiles, search_percentiles, ragqa_default, synthetic_corpus, table,
+    dir_bytes, log, machine, offline_env, peak_rss_mb, percentiles, search_percentiles, ragqa_default, synthetic_corpus, table,
     write_json,
 )
 
@@ -157,8 +157,6 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
 def add_child(articles: int, long_paragraphs: float) -> dict:
     """`ragqa index` after one new article, in a process of its own as a user runs it: its time and peak memory
     are the add's, not those of the build before it."""
-    import resource
-
     from ragqa.build import build_index
 
     corpus = synthetic_corpus(articles, long_paragraphs)
@@ -169,7 +167,7 @@ def add_child(articles: int, long_paragraphs: float) -> dict:
     return {
         "seconds": round(time.perf_counter() - start, 1), "stages": meter.finish(), "embedded": added.embedded,
         "tokenized": added.tokenized, "reread_files": added.reread_files,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # the whole process
+        "peak_rss_mb": round(peak_rss_mb()),  # the whole process
     }
 
 
