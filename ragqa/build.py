@@ -415,7 +415,7 @@ def _segment_plan(prev, prev_files: dict, corpus, read: dict, kind: str, embed_s
     stale = stale[~prev.is_dead[stale]]
     new = sum(len(r[1]) for r in read.values())
     folded = None
-    if len(prev.segments) >= MAX_SEGMENTS:  # the later segments' live rows move into this one
+    if len(prev.segments) >= max(MAX_SEGMENTS, 2):  # the later segments' live rows move into this one
         tail = np.arange(prev.segments[1].start, prev.n, dtype=np.int64)
         folded = tail[~prev.is_dead[tail] & ~np.isin(tail, stale)]
     live = prev.manifest.corpus.chunks - len(stale) + new

@@ -276,8 +276,8 @@ def test_sigkill_during_adds_never_loses_the_index(tmp_path):
 
 
 def test_searches_during_adds_see_old_or_new_never_a_mix(tmp_path):
-    """A search keeps running while `ragqa index` processes add and remove an article as segments (and merge
-    fold them into one when there are too many)."""
+    """A search keeps running while `ragqa index` processes add and remove an article as segments (and fold
+    them into one when there are too many)."""
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)
     extra = corpus / "005_extra.txt"
