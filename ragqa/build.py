@@ -129,9 +129,10 @@ def build_index(
         discovered = discover(roots, exclude=[settings.index_dir])
         hashes, stats, hashed = file_hashes(discovered[0], prev.files_info if prev is not None else None)
         signature = _signature(hashes, settings, embed_spec, [str(r) for r in roots])
+        backend_changed = _backend_changed(prev, settings, embedder)
         if prev is not None and prev.manifest.signature == signature and not _dense_now_possible(
             prev, embed_spec, settings
-        ) and (prev.dense is None or _same_store(prev, kind, uri)) and not _backend_changed(prev, settings, embedder):
+        ) and (prev.dense is None or _same_store(prev, kind, uri)) and not backend_changed:
             corpus = prev.manifest.corpus
             return BuildReport(
                 index_dir=str(settings.index_dir), articles=corpus.articles, chunks=corpus.chunks,
@@ -173,9 +174,7 @@ def build_index(
             updated=[k for k, v in files_info.items() if k in known and known[k]["sha256"] != v["sha256"]],
             removed=[k for k in known if k not in files_info],
         )
-        plan = None
-        if not _backend_changed(prev, settings, embedder):
-            plan = _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
+        plan = None if backend_changed else _segment_plan(prev, prev_files, corpus, read, kind, embed_spec)
         built = None
         if plan is not None:
             built = _segment(corpus, read, plan, prev, embed_spec, settings, report, step, embedder)
@@ -183,7 +182,7 @@ def build_index(
             built = _base(corpus, read, prev, prev_files, embed_spec, embed_explicit, settings, report, step, embedder)
         contents, dense = built
         contents.files_info = files_info
-        if plan is not None and plan[1] is None:  # a segment beside the others records what it changed
+        if contents.segments and plan[1] is None:  # a segment beside the others records only what it changed
             contents.files_changed = {
                 "changed": {key: files_info[key] for key in fresh}, "removed": [k for k in known if k not in files_info],
             }
@@ -490,17 +489,15 @@ def _segment(corpus, read: dict, plan: tuple, prev, spec: str, settings, report:
     if old:
         df -= np.bincount(np.concatenate([np.unique(t) for t in old]).astype(np.int64), minlength=len(vocab))
     live_length = prev.manifest.lexical.live_length - sum(len(t) for t in old) + int(postings.lengths.sum())
-    segments = prev.manifest.segments if folded is None else prev.manifest.segments[:1]
-    dead = np.union1d(prev.dead, stale)
-    if folded is not None:  # the rows after the base are gone (their live ones are in this segment)
-        dead = dead[dead < prev.segments[1].start]
-        vocab_start = len(prev.segments[0].words)  # this segment also lists the words the folded ones added
+    segments, dead, vocab_start = prev.manifest.segments, np.union1d(prev.dead, stale), len(prev.vocab)
+    if folded is not None:  # the rows after the base are gone (their live ones are in this segment), and this
+        # segment also lists the words the folded ones added
+        segments, dead, vocab_start = segments[:1], dead[dead < prev.segments[1].start], len(prev.segments[0].words)
     contents = store.IndexContents(
         chunks=chunks, articles=articles, tokens=(flat, offsets), vocab=vocab, files_info={},
         vectors=dense.vectors if dense else None, postings=postings, vector_store=dense.store if dense else None,
         vector_ids=dense.ids if dense else None, df=df, tombstones=dead,
-        segments=[s.model_dump(mode="json") for s in segments], live_length=live_length,
-        vocab_start=len(prev.vocab) if folded is None else vocab_start,
+        segments=[s.model_dump(mode="json") for s in segments], vocab_start=vocab_start, live_length=live_length,
     )
     return contents, dense
 

@@ -131,7 +131,8 @@ class IndexContents:
     segments: list[dict] = field(default_factory=list)  # the manifest records of the segments kept before this one
     vocab_start: int = 0  # the first token id this segment adds
     live_length: int = 0  # tokens in the live chunks of every segment
-    files_changed: dict | None = None  # {"changed": records this build wrote, "removed": keys}: what a segment stores
+    files_changed: dict | None = None  # {"changed": records this build wrote, "removed": keys}: what a segment
+    # beside the others stores instead of files_info (None: a base or a fold, which store the whole table)
 
 
 # ---------------------------------------------------------------- ownership and locking
@@ -318,7 +319,7 @@ def write_data(tmp: Path, contents: IndexContents) -> dict:
         np.save(tmp / "vectors.npy", contents.vectors, allow_pickle=False)
         np.save(tmp / "vector_ids.npy", contents.vector_ids, allow_pickle=False)
         contents.vector_store.save(tmp)
-    if contents.segments and contents.files_changed is not None:
+    if contents.files_changed is not None:
         (tmp / FILES_CHANGED).write_text(json.dumps(contents.files_changed, ensure_ascii=False), encoding="utf-8")
     else:
         (tmp / FILES).write_text(json.dumps(contents.files_info, ensure_ascii=False), encoding="utf-8")
