@@ -1,4 +1,5 @@
-"""Korean BM25 in Milvus: ragqa's sparse design against Milvus's built-in BM25 Function, on Kiwi tokens.
+"""Korean BM25 in Milvus: ragqa's sparse design against Milvus's built-in BM25 Function, on ragqa's
+Korean tokens.
 
     python benchmarks/milvus_bm25.py [--articles 1000] [--json out.json]
 
@@ -486,7 +487,7 @@ def main() -> None:
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # it logs each refused request with a traceback
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
-    results: dict = {"machine": machine("pymilvus", "milvus-lite", "kiwipiepy")}
+    results: dict = {"machine": machine("pymilvus", "milvus-lite", "mecab-ko")}
 
     client = MilvusClient(str(BASE / "probe.db"))
     try:

@@ -64,7 +64,7 @@ PEER_EMBED_BATCH = 2048  # BaseEmbedding's maximum; its default (10) would mostl
 MODES = ("hybrid", "lexical", "dense")
 PACKAGES = (
     "ragqa", "llama-index-core", "llama-index-vector-stores-faiss", "llama-index-retrievers-bm25", "bm25s",
-    "PyStemmer", "faiss-cpu", "kiwipiepy", "numpy", "scikit-learn", "pydantic", "tiktoken", "nltk",
+    "PyStemmer", "faiss-cpu", "mecab-ko", "numpy", "scikit-learn", "pydantic", "tiktoken", "nltk",
 )
 
 
@@ -119,7 +119,7 @@ def load_queries(n_ko: int = 50, n_en: int = 20, gold: Path = GOLD) -> list[str]
 
 
 def ragqa_build(corpus_dir: Path, index_dir: Path) -> dict:
-    """A from-scratch `ragqa index` (chunks, Kiwi BM25, HashEmbedder vectors, FAISS, saved with fsync)."""
+    """A from-scratch `ragqa index` (chunks, Korean BM25, HashEmbedder vectors, FAISS, saved with fsync)."""
     from ragqa.build import build_index
 
     shutil.rmtree(index_dir, ignore_errors=True)  # an existing index would be reused, not rebuilt
@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-chunking", choices=("paragraph", "splitter"), default="paragraph")
     ap.add_argument("--no-quality", action="store_true")
     # 11 of the seeds' 58 paragraphs (19%) are over the chunk budget, 5 of them the multi-article file's
-    # ~600-character lines: Kiwi's sentence splitting of such paragraphs is a cost short ones hide.
+    # ~600-character lines: the sentence splitting of such paragraphs is a cost short ones hide.
     ap.add_argument("--long-paragraphs", type=float, default=0.2, metavar="SHARE",
                     help="share of synthetic paragraphs written as long as the seeds' multi-article lines "
                          "(default 0.2, as in the seeds; 0 for the corpus of short paragraphs only)")

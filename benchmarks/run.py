@@ -352,7 +352,7 @@ def main() -> None:
         return
     sections = set(args.sections.split(","))
     results: dict = {
-        "machine": machine("ragqa", "numpy", "faiss-cpu", "kiwipiepy", "scikit-learn"),
+        "machine": machine("ragqa", "numpy", "faiss-cpu", "mecab-ko", "scikit-learn"),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "long_paragraphs": args.long_paragraphs,
     }

@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument(
         "--milvus-from-faiss", action="store_true",
         help="build the Milvus index by moving the FAISS run's index (saved under benchmarks/work) to Milvus: "
-        "what Milvus costs without repeating Kiwi's analysis",
+        "what Milvus costs without repeating the Korean analysis",
     )
     ap.add_argument("--queries", type=int, default=90, help="sampled queries per mode, besides 10 fixed ones")
     ap.add_argument("--child", nargs=2, metavar=("ARTICLES", "STORE"), help=argparse.SUPPRESS)

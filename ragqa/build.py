@@ -17,7 +17,7 @@ from . import store
 from .chunking import CHUNKER_VERSION, analyse_articles
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
-from .lexical import BM25, TOKENIZER_VERSION, kiwi_batches, language, tokenize_many
+from .lexical import BM25, TOKENIZER_VERSION, batches, language, tokenize_many
 from .manifest import BM25Params, Chunker, Corpus, Dense, Lexical, Signature, Store
 from .schema import Chunk
 
@@ -293,7 +293,7 @@ MAX_DEAD_SHARE = 0.25
 
 def _chunk_files(files: list, settings) -> dict[str, tuple[list[dict], list[Chunk], dict, list]]:
     """The files read this time, by key: their article records, chunks, files.json entry, and the tokens the
-    chunking gave (None where it gave none), from one batched Kiwi pass over all their articles."""
+    chunking gave (None where it gave none)."""
     analysed = iter(analyse_articles([a for f in files for a in f.articles], settings.chunk_max_tokens))
     out = {}
     for f in files:
@@ -387,7 +387,7 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
             report.tokenized += 1
     todo = [i for i, t in enumerate(out) if t is None]
-    for start, end in kiwi_batches([len(chunks[i].text) for i in todo]):  # Ctrl-C is handled between calls
+    for start, end in batches([len(chunks[i].text) for i in todo]):
         rows = todo[start:end]
         for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)

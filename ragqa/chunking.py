@@ -8,7 +8,9 @@ import re
 
 from .schema import Article, Chunk
 
-CHUNKER_VERSION = 2  # 2: sentences end at line breaks; English split by its own rules; >20k-char paragraphs without Kiwi
+# 2: sentences end at line breaks; English split by its own rules; >20k-char paragraphs by punctuation alone.
+# 3: Korean sentences found in MeCab-ko's morphemes (Kiwi's before)
+CHUNKER_VERSION = 3
 
 _HAN = re.compile(r"[\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff]")
 _DIGIT = re.compile(r"\d")
@@ -78,21 +80,21 @@ def _pieces(text: str, spans: list[tuple[int, int]], max_tokens: int) -> list[tu
     return out
 
 
-# Kiwi splits sentences at about 20,000 characters a second: fine for a news paragraph, minutes for a scraped
-# page of megabytes without a line break. Beyond this size a paragraph is cut after sentence-final
-# punctuation (and closing quotes) followed by a space, and at line breaks, in one linear pass.
-KIWI_SENTENCE_CHARS = 20_000
+# Beyond this size (a scraped page of megabytes without a line break) a paragraph is not analysed for its
+# sentences: it is cut after sentence-final punctuation (and closing quotes) followed by a space, and at line
+# breaks, in one linear pass.
+KOREAN_SENTENCE_CHARS = 20_000
 _SENTENCE_END = re.compile(r"[.!?。…][\"'”’」』)\]]*\s+|\n\s*")
 
 
-def _kiwi_splits(text: str) -> bool:
-    from .lexical import kiwi_splits
+def _splits_korean(text: str) -> bool:
+    from .lexical import splits_korean
 
-    return len(text) <= KIWI_SENTENCE_CHARS and kiwi_splits(text)
+    return len(text) <= KOREAN_SENTENCE_CHARS and splits_korean(text)
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    if len(text) <= KIWI_SENTENCE_CHARS:
+    if len(text) <= KOREAN_SENTENCE_CHARS:
         from .lexical import sentence_spans
 
         return sentence_spans(text)
@@ -150,18 +152,18 @@ def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
 
 def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
     """Each article's chunks, and each chunk's index tokens where they came with the chunking: a Korean
-    paragraph over budget is split into sentences by the same batched Kiwi pass that gives its tokens, so it
-    is analysed once. Other chunks (paragraphs within budget, English ones) get None: `lexical.tokenize_many`
+    paragraph over budget is split into sentences by the same analysis that gives its tokens, so it is
+    analysed once. Other chunks (paragraphs within budget, English ones) get None: `lexical.tokenize_many`
     tokenizes them, unless the previous index already has their text."""
-    from .lexical import kiwi_batches, kiwi_sentences, tokens_between
+    from .lexical import korean_sentences, tokens_between
 
-    # (article, paragraph number, text, piece ranges or None while Kiwi has yet to split it)
+    # (article, paragraph number, text, piece ranges or None while it has yet to be split)
     paragraphs: list[list] = []
     for i, article in enumerate(articles):
         for n, text in enumerate(article.paragraphs, 1):
             if approx_tokens(text) <= max_tokens:
                 paragraphs.append([i, n, text, [(0, len(text))], None])
-            elif _kiwi_splits(text):
+            elif _splits_korean(text):
                 paragraphs.append([i, n, text, None, None])
             else:
                 paragraphs.append([i, n, text, _pieces(text, _sentence_spans(text), max_tokens), None])
@@ -169,11 +171,10 @@ def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[lis
     # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
     # at a pointer each.
     interned: dict[str, str] = {}
-    for start, end in kiwi_batches([len(p[2]) for p in todo]):
-        batch = todo[start:end]
-        for p, (spans, morphs) in zip(batch, kiwi_sentences([p[2] for p in batch])):
-            p[3] = _pieces(p[2], spans, max_tokens)
-            p[4] = [[interned.setdefault(t, t) for t in tokens_between(morphs, a, b)] for a, b in p[3]]
+    for p in todo:
+        spans, morphs = korean_sentences(p[2])
+        p[3] = _pieces(p[2], spans, max_tokens)
+        p[4] = [[interned.setdefault(t, t) for t in tokens_between(morphs, a, b)] for a, b in p[3]]
     out: list[tuple[list[Chunk], list]] = [([], []) for _ in articles]
     for i, n, text, ranges, tokens in paragraphs:
         chunks, toks = out[i]

@@ -38,7 +38,7 @@ _EN_TIME = re.compile(
 MIN_COVERAGE = 0.5
 MAX_EXTRACT = 3
 # News restates a question's verbs in other words (만든/개발한, 떨어졌/급락했) far more often than its names,
-# numbers and nouns, so a verb or adjective stem counts this much of its IDF weight. Kiwi tags English words
+# numbers and nouns, so a verb or adjective stem counts this much of its IDF weight. MeCab tags English words
 # only as foreign (SL), so English verbs count in full; their inflections (rose/rise) meet by stemming.
 PREDICATE_WEIGHT = 0.5
 # Across languages (with an embedding model) sentences are ranked by cosine similarity to the question plus

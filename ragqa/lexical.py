@@ -1,4 +1,5 @@
-"""Korean-aware tokenization and sentence splitting (kiwipiepy), English stemming (Snowball) and BM25."""
+"""Korean-aware tokenization and sentence splitting (MeCab-ko with mecab-ko-dic), English stemming (Snowball)
+and BM25."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-# A Korean paragraph over the chunk budget is tokenized in the pass that splits it into sentences, and its
-# pieces take their sentences' tokens. Those equal the tokens of each piece analysed alone on every piece of
-# the seeds and on 99% of a synthetic corpus's (Kiwi reads a few words differently in a wider context, as it
-# does anyway: see flush_nouns), and the gold set scores the same: the same tokenizer, no new version.
-TOKENIZER_VERSION = "kiwi-content-morphs-4-nodict-snowball-en"
+# A Korean paragraph over the chunk budget is analysed once, for its sentences and its tokens: its pieces take
+# their sentences' morphemes. Version 5: MeCab-ko instead of Kiwi (10 ms to load instead of 1.2 s, ~6x the
+# characters a second on one core; the gold set scores the same, see the README).
+TOKENIZER_VERSION = "mecab-ko-content-morphs-5-snowball-en"
 
 # Content morphemes: nouns, numerals, foreign words, numbers, Hanja, roots, verb and adjective stems.
 # Particles (J*), endings (E*) and affixes (XS*) are what make "알리바바는" differ from "알리바바가".
@@ -27,7 +27,7 @@ _EN_STOP = set(
     "what which who whom whose why how when where that this these those it its they them their he she his her "
     "we you i me my our your not no so than then there here about into over after before under up down out "
     "can could would should will shall may might must has have had any all some more most such only also very "
-    "according said say says tell told s t".split()  # s, t: what Kiwi leaves of "Orion's", "don't"
+    "according said say says tell told s t".split()  # s, t: what is left of "Orion's", "don't"
 )
 # Snowball stems only regular forms (rises, rising -> rise), and news reports in the irregular past (rose, fell).
 # Ambiguous forms stay out: "won" is also Korea's currency, "left" a direction, "found" a verb of its own.
@@ -54,20 +54,95 @@ _HANJA_ABBR = {
     "佛": "프랑스", "露": "러시아", "印": "인도", "與": "여당", "野": "야당",
 }
 
-_lock = threading.Lock()
+_local = threading.local()  # a MeCab tagger must not be shared between threads
 
 
-@lru_cache(maxsize=1)
-def kiwi():
-    """The shared Kiwi analyzer (about 1 s to load, so loaded once and only when needed)."""
-    from kiwipiepy import Kiwi
+def tagger():
+    """This thread's MeCab-ko tagger over mecab-ko-dic (Lucene Nori's dictionary): about 10 ms to open, as
+    the dictionary is memory-mapped, so every command can afford it."""
+    t = getattr(_local, "tagger", None)
+    if t is None:
+        import mecab_ko
 
-    with _lock:
-        # The typo and multi-word dictionaries double load time and do not help edited news text. The default
-        # dictionary (3 MB of names) costs 0.5 s of every command's start and changes nothing on the gold set
-        # (lexical Korean hit@1 0.81, hit@5 0.95, key facts 0.85 with and without); it changed the tokens of
-        # 7 of the seeds' 74 passages, mostly for the better: 엔비디아 instead of 엔비디아의/엔비디아가.
-        return Kiwi(load_typo_dict=False, load_multi_dict=False, load_default_dict=False)
+        t = _local.tagger = mecab_ko.Tagger()
+    return t
+
+
+class _Morph:
+    """A morpheme: its form (a stem for an inflected word: 밝혔 -> 밝히), tag, and the span in the text of the
+    word it came from (what `_tokens_of` reads of it)."""
+
+    __slots__ = ("form", "len", "start", "tag")
+
+    def __init__(self, form: str, tag: str, start: int, length: int):
+        self.form, self.tag, self.start, self.len = form, tag, start, length
+
+
+def morphemes(text: str) -> list[_Morph]:
+    """MeCab-ko's morphemes of `text` with their offsets in it. An inflected or pre-analysed word (했 =
+    하 + 았) gives each of its morphemes the word's span."""
+    out: list[_Morph] = []
+    if not text.strip():
+        return out
+    pos = 0
+    find = text.find
+    # MeCab reads a C string: a NUL would end the text early (same length, so offsets stay right)
+    parsed = tagger().parse(text.replace("\0", " ") if "\0" in text else text)
+    for line in parsed.split("\n"):
+        surface, tab, feature = line.partition("\t")
+        if not tab:  # EOS
+            break
+        start = find(surface, pos)
+        if start < 0:
+            start = pos
+        n = len(surface)
+        pos = start + n
+        f = feature.split(",", 8)
+        tag = f[0]
+        if len(f) < 8 or f[4] in ("*", "Compound") or f[7] == "*":
+            # a dictionary compound stays whole, as news writes it: 반도체 (not 반 + 도체), 창업자, 동영상
+            out.append(_Morph(surface, _TAGS.get(tag, tag), start, n))
+        else:  # Inflect, Preanalysis: 밝혔 = 밝히/VV + 었/EP
+            for part in f[7].split("+"):
+                form, _, rest = part.partition("/")
+                t = rest.partition("/")[0]
+                out.append(_Morph(form, _TAGS.get(t, t), start, n))
+    return _joined(text, out)
+
+
+# mecab-ko-dic's counting nouns (개, 명, 년) are dependent nouns, as in the Sejong tag set
+_TAGS = {"NNBC": "NNB"}
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def _joined(text: str, morphs: list[_Morph]) -> list[_Morph]:
+    """Numbers and dotted abbreviations that MeCab cuts at their punctuation become one morpheme (3,142.93,
+    17.4, U.S.), Hanja that mecab-ko-dic reads as a noun are tagged Hanja (中 -> SH)."""
+    out: list[_Morph] = []
+    i, n = 0, len(morphs)
+    while i < n:
+        m = morphs[i]
+        if m.tag == "NNG" and _CJK.fullmatch(m.form):
+            m.tag = "SH"
+        elif m.form == "하나" and m.tag == "NR" and out and out[-1].start + out[-1].len == m.start:
+            m.tag = "XSV"  # 제조하나?: a verb's 하 + 나 in the noun's word, not the numeral "one"
+        elif m.tag in ("SN", "SL"):
+            j, end = i, m.start + m.len
+            while (
+                j + 2 < n and morphs[j + 1].start == end and morphs[j + 1].form in (".", ",")
+                and morphs[j + 2].tag == m.tag and morphs[j + 2].start == end + 1
+            ):
+                j += 2
+                end = morphs[j].start + morphs[j].len
+            if m.tag == "SL" and j > i and j + 1 < n and morphs[j + 1].form == "." and morphs[j + 1].start == end:
+                j, end = j + 1, end + 1  # the last dot of U.S.
+            if j > i:
+                out.append(_Morph(text[m.start:end], m.tag, m.start, end - m.start))
+                i = j + 1
+                continue
+        out.append(m)
+        i += 1
+    return out
 
 
 _stemmers = threading.local()  # a PyStemmer object must not be shared between threads
@@ -89,7 +164,7 @@ _ACRONYM_PLURAL = re.compile(r"[A-Z]{2,}s")
 
 def english_term(word: str) -> str | None:
     """The index term of a Latin-script word ('Tolls' -> 'toll', 'rose' -> 'rise'), None for a stop word."""
-    # Kiwi keeps a sentence's final period on its last word ("high.") and the dots of "U.S."
+    # the dots of "U.S."
     word = word.replace(".", "")
     w = word.lower()
     if not w or w in _EN_STOP:
@@ -113,8 +188,7 @@ def _norm(form: str, tag: str) -> str | None:
         return english_term(form)
     if tag == "SH":
         return _HANJA_ABBR.get(form, form)
-    base = tag.split("-")[0]
-    if base not in _KEEP_TAGS or form in _KO_STOP:
+    if tag not in _KEEP_TAGS or form in _KO_STOP:
         return None
     return form
 
@@ -131,7 +205,7 @@ def _tokens_of(morphs) -> list[str]:
                 out.append(tok)
         elif run:
             joined = "".join(m.form for m in run)
-            # "H200" stays one name; letters alone are an English word Kiwi cut in two ("ch" + "ips.").
+            # "H200" stays one name; letters alone are one English word.
             if any(m.tag == "SN" for m in run):
                 tok = joined.lower().replace(",", "").rstrip(".")
             else:
@@ -141,8 +215,8 @@ def _tokens_of(morphs) -> list[str]:
         run.clear()
 
     def flush_nouns():
-        # Kiwi splits an unknown name differently in different contexts ("브로드컴도" -> 브로드컴, but
-        # "브로드컴은" -> 브로드 + 컴), so a word's touching nouns are also indexed joined together.
+        # An unknown name splits into nouns (mecab-ko-dic reads 엔비디아 as 엔비 + 디아), and not the same
+        # way in every context, so a word's touching nouns are also indexed joined together.
         if len(nouns) > 1:
             out.append("".join(m.form for m in nouns))
         nouns.clear()
@@ -170,14 +244,12 @@ def _tokens_of(morphs) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Content tokens of one text: '알리바바는 H200을' -> ['알리바바', 'h200']."""
-    if not text.strip():
-        return []
-    return _tokens_of(kiwi().tokenize(text))
+    return _tokens_of(morphemes(text))
 
 
 def predicates(text: str) -> set[str]:
     """The verb and adjective stems of a text ('만든' -> '만들'): words a paraphrase often replaces."""
-    return {m.form for m in kiwi().tokenize(text) if m.tag.split("-")[0] in ("VV", "VA")} if text.strip() else set()
+    return {m.form for m in morphemes(text) if m.tag in ("VV", "VA")}
 
 
 def concepts(tokens: list[str]) -> list[str]:
@@ -195,16 +267,16 @@ def appears(token: str, tokens: set[str], text: str) -> bool:
 _HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 
 
-# One batched Kiwi call holds Python, and so Ctrl-C, until it returns: a call gets at most this many texts and
-# characters (a longer text goes alone), ~0.5 s of news on 2 cores, still enough for Kiwi's worker threads.
-KIWI_BATCH, KIWI_BATCH_CHARS = 256, 32_000
+# A build analyses texts in batches of at most this many texts and characters (a longer text goes alone):
+# the unit of progress reports and of Ctrl-C checks, ~0.1 s of news.
+BATCH, BATCH_CHARS = 256, 32_000
 
 
-def kiwi_batches(lengths: list[int]):
-    """(start, end) of consecutive batches, one Kiwi call each, for texts of these lengths in characters."""
+def batches(lengths: list[int]):
+    """(start, end) of consecutive batches for texts of these lengths in characters."""
     start = chars = 0
     for i, n in enumerate(lengths):
-        if i > start and (i - start >= KIWI_BATCH or chars + n > KIWI_BATCH_CHARS):
+        if i > start and (i - start >= BATCH or chars + n > BATCH_CHARS):
             yield start, i
             start, chars = i, 0
         chars += n
@@ -213,117 +285,116 @@ def kiwi_batches(lengths: list[int]):
 
 
 def tokenize_many(texts: list[str]) -> list[list[str]]:
-    """Content tokens of many texts, analysed in Kiwi's worker threads."""
-    if not texts:
-        return []
-    return [_tokens_of(r) for r in kiwi().tokenize(texts)]
+    return [tokenize(t) for t in texts]
 
 
+# A line longer than twice this (a scraped page without a line break) is analysed in windows cut at spaces,
+# so time and memory stay linear.
 SENTENCE_WINDOW = 10_000
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Contiguous (start, end) spans of the sentences of `text`; together they cover it exactly.
 
-    Korean text is split by Kiwi, English (Latin script outnumbering Hangul) by `english_sentence_spans`.
+    Korean text is split by its morphemes (`korean_sentences`), English (Latin script outnumbering Hangul)
+    by `english_sentence_spans`.
     """
     if not text.strip():
         return [(0, len(text))] if text else []
-    if not kiwi_splits(text):
+    if not splits_korean(text):
         return english_sentence_spans(text)
-    return _kiwi_sentence_spans(text)
+    return korean_sentences(text)[0]
 
 
-def kiwi_splits(text: str) -> bool:
-    """Whether `sentence_spans` splits this (non-blank) text with Kiwi rather than by English rules."""
+def splits_korean(text: str) -> bool:
+    """Whether `sentence_spans` splits this (non-blank) text as Korean rather than by English rules."""
     return bool(text.strip()) and (is_korean(text) or not _LATIN_CHAR.search(text))
 
 
-def _kiwi_sentence_spans(text: str, line_starts: dict[int, list[int]] | None = None) -> list[tuple[int, int]]:
-    """Sentences of Korean text. A line break always ends one: a headline or deck line joined to the paragraph
-    below it (◇"中, 엔비디아 칩 접근 제한…") has no final punctuation, and Kiwi would run it into the next sentence.
-    `line_starts`: the sentence starts Kiwi already found in each line (keyed by the line's offset)."""
+def korean_sentences(text: str) -> tuple[list[tuple[int, int]], list[_Morph]]:
+    """Sentence spans of Korean text (as `sentence_spans` gives them) and its morphemes (offsets in the
+    text), from one analysis: `tokens_between` turns the morphemes of a piece into its index tokens.
+
+    A line break always ends a sentence: a headline or deck line joined to the paragraph below it
+    (◇"中, 엔비디아 칩 접근 제한…") has no final punctuation. A blank line joins the sentence before it."""
     spans: list[tuple[int, int]] = []
+    morphs: list[_Morph] = []
     start = 0
     while start < len(text):
         end = text.find("\n", start)
         end = len(text) if end < 0 else end + 1
-        if text[start:end].strip():
-            if line_starts is None:
-                line = _kiwi_line_spans(text[start:end])
-            else:
-                found = line_starts[start]
-                line = list(zip(found, found[1:] + [end - start]))
-            spans.extend((a + start, b + start) for a, b in line)
+        line = text[start:end]
+        if line.strip():
+            for a, b in _windows(line):
+                found = morphemes(line[a:b])
+                starts = _sentence_starts(line[a:b], found)
+                spans.extend((x + a + start, y + a + start) for x, y in zip(starts, starts[1:] + [b - a]))
+                if a + start:
+                    for m in found:
+                        m.start += a + start
+                morphs.extend(found)
         elif spans:
-            spans[-1] = (spans[-1][0], end)  # a blank line joins the sentence before it
+            spans[-1] = (spans[-1][0], end)
         else:
             spans.append((start, end))
         start = end
-    return spans
+    return spans, morphs
 
 
-def kiwi_sentences(texts: list[str]) -> list[tuple[list[tuple[int, int]], list]]:
-    """Sentence spans (as `sentence_spans` gives them for Korean text) and Kiwi morphemes (offsets in the
-    text) of each text, from one batched Kiwi pass over their lines: each text is analysed once, in Kiwi's
-    worker threads, for both its sentence boundaries and its tokens. For texts of up to 2 × SENTENCE_WINDOW
-    characters a line; `tokens_between` turns the morphemes of a piece into its index tokens."""
-    jobs: list[tuple[int, int, str]] = []  # (text, line start, line)
-    for i, text in enumerate(texts):
-        start = 0
-        while start < len(text):
-            end = text.find("\n", start)
-            end = len(text) if end < 0 else end + 1
-            if text[start:end].strip():
-                jobs.append((i, start, text[start:end]))
-            start = end
-    starts: list[dict[int, list[int]]] = [{} for _ in texts]
-    morphs: list[list] = [[] for _ in texts]
-    analysed = kiwi().split_into_sents([line for _, _, line in jobs], return_tokens=True) if jobs else []
-    for (i, start, line), sents in zip(jobs, analysed):
-        starts[i][start] = _line_starts(line, [s.start for s in sents])
-        if start:
-            morphs[i].extend(_Morph(t.form, t.tag, t.start + start, t.len) for s in sents for t in s.tokens)
-        else:  # the first line (often the only one): Kiwi's offsets are already the text's
-            morphs[i].extend(t for s in sents for t in s.tokens)
-    return [(_kiwi_sentence_spans(text, starts[i]), morphs[i]) for i, text in enumerate(texts)]
+def _windows(line: str) -> list[tuple[int, int]]:
+    if len(line) <= 2 * SENTENCE_WINDOW:
+        return [(0, len(line))]
+    out, start = [], 0
+    while start < len(line):
+        end = min(len(line), start + SENTENCE_WINDOW)
+        if end < len(line):
+            cut = line.rfind(" ", start + SENTENCE_WINDOW // 2, end)
+            end = cut + 1 if cut > 0 else end
+        out.append((start, end))
+        start = end
+    return out
 
 
-class _Morph:
-    """A Kiwi token moved to its offset in the whole text (what `_tokens_of` reads of it)."""
+_PAIRS = {"“": "”", "‘": "’", "「": "」", "『": "』", "(": ")", "[": "]", "《": "》", "〈": "〉"}
+_CLOSING = set(_PAIRS.values()) | {'"', "'"}
 
-    __slots__ = ("form", "len", "start", "tag")
 
-    def __init__(self, form: str, tag: str, start: int, length: int):
-        self.form, self.tag, self.start, self.len = form, tag, start, length
+def _sentence_starts(line: str, morphs: list[_Morph]) -> list[int]:
+    """Where the sentences of one line start: after sentence-final punctuation (. ? !, and the closing quotes
+    right after it) followed by a space, unless it is inside quotes or brackets that close later in the line
+    ('그는 "개발했다. 정말이다"라고 말했다.' is one sentence). Always 0 first."""
+    starts = [0]
+    open_: list[str] = []  # closers awaited
+    straight = line.count('"') % 2 == 0  # unpaired straight quotes are ignored
+    seen = 0  # characters up to here were read as closers of a sentence end
+    for m in morphs:
+        if m.start < seen:
+            continue
+        if m.tag == "SF" and not open_:
+            end = m.start + m.len
+            while end < len(line) and line[end] in _CLOSING:
+                end += 1
+            seen = end
+            k = end
+            while k < len(line) and line[k].isspace():
+                k += 1
+            if end < k < len(line):
+                starts.append(k)
+            continue
+        if m.tag.startswith("S"):
+            for i, ch in enumerate(m.form, m.start):
+                if open_ and ch == open_[-1]:
+                    open_.pop()
+                elif ch == '"' and straight:
+                    open_.append('"')
+                elif ch in _PAIRS and line.find(_PAIRS[ch], i + 1) >= 0:
+                    open_.append(_PAIRS[ch])
+    return starts
 
 
 def tokens_between(morphs: list, a: int, b: int) -> list[str]:
-    """Index tokens of text[a:b] from the morphemes `kiwi_sentences` gave for the whole text."""
+    """Index tokens of text[a:b] from the morphemes `korean_sentences` gave for the whole text."""
     return _tokens_of([m for m in morphs if a <= m.start < b])
-
-
-def _line_starts(text: str, sentence_starts) -> list[int]:
-    starts = sorted(set(sentence_starts) | {0})
-    return [s for s in starts if 0 <= s < len(text)]
-
-
-def _kiwi_line_spans(text: str) -> list[tuple[int, int]]:
-    if len(text) > 2 * SENTENCE_WINDOW:
-        # Kiwi analyses a whole paragraph at once; a megabyte without a line break (a scraped page) is
-        # split at whitespace into windows first, so time and memory stay linear.
-        spans, start = [], 0
-        while start < len(text):
-            end = min(len(text), start + SENTENCE_WINDOW)
-            if end < len(text):
-                cut = text.rfind(" ", start + SENTENCE_WINDOW // 2, end)
-                end = cut + 1 if cut > 0 else end
-            spans.extend((a + start, b + start) for a, b in _kiwi_line_spans(text[start:end]))
-            start = end
-        return spans
-    starts = _line_starts(text, [s.start for s in kiwi().split_into_sents(text)])
-    ends = starts[1:] + [len(text)]
-    return list(zip(starts, ends))
 
 
 def split_sentences(text: str) -> list[str]:

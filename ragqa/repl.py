@@ -116,9 +116,9 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]+")
 
 
 def _morphs(text: str):
-    from .lexical import kiwi
+    from .lexical import morphemes
 
-    return [(m.form, m.tag.split("-")[0], m.start, m.len) for m in kiwi().tokenize(text)] if text.strip() else []
+    return [(m.form, m.tag, m.start, m.len) for m in morphemes(text)]
 
 
 def names(text: str) -> list[str]:

@@ -76,22 +76,25 @@ def test_approx_tokens_counts_hangul_digits_and_words():
     assert approx_tokens("") == 0
 
 
-def test_one_kiwi_pass_gives_the_same_chunks_and_tokens_as_two():
-    """A Korean paragraph over budget is split and tokenized by one batched Kiwi pass: the chunks are those
-    `split_paragraph` makes, and each piece's tokens those of the piece analysed on its own (on the seeds)."""
+def test_one_analysis_gives_the_same_chunks_and_tokens_as_two():
+    """A Korean paragraph over budget is split and tokenized by one analysis: the chunks are those
+    `split_paragraph` makes, and each piece's tokens those of the piece analysed on its own, but for a word
+    that MeCab reads differently after the sentence before it (on the seeds: 선전시는 at one piece's start)."""
     from ragqa.chunking import analyse_articles
     from ragqa.lexical import tokenize
 
     articles = load_corpus([SEEDS]).articles
     analysed = analyse_articles(articles, 220)
-    with_tokens = 0
+    with_tokens, differ = 0, []
     for article, (chunks, tokens) in zip(articles, analysed):
         expected = [p for para in article.paragraphs for p in split_paragraph(para, 220)]
         assert [c.text for c in chunks] == expected
         for chunk, toks in zip(chunks, tokens, strict=True):
             if toks is not None:
                 with_tokens += 1
-                assert toks == tokenize(chunk.text), chunk.chunk_id
+                if toks != tokenize(chunk.text):
+                    differ.append(chunk.chunk_id)
+    assert differ == ["002-bb1140d7:p04.2"]
     assert with_tokens == 27  # the pieces of the 11 Korean paragraphs over budget; the rest are tokenized later
 
 

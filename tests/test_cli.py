@@ -134,7 +134,7 @@ def test_real_entry_point_help_imports_nothing_heavy():
     help_run = subprocess.run([sys.executable, "-m", "ragqa", "--help"], capture_output=True, text=True, env=env)
     assert help_run.returncode == 0 and "ragqa" in help_run.stdout
     probe = (
-        "import sys, ragqa.cli; heavy = ('torch', 'sentence_transformers', 'faiss', 'llama_cpp', 'kiwipiepy', "
+        "import sys, ragqa.cli; heavy = ('torch', 'sentence_transformers', 'faiss', 'llama_cpp', 'mecab_ko', "
         "'bm25s', 'pydantic_settings', 'numpy'); print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)

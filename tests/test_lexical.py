@@ -21,11 +21,11 @@ def test_latin_numbers_and_hanja():
     assert tokenize("中 테크업계, 美 추월") == ["중국", "테크", "업계", "테크업계", "미국", "추월"]
 
 
-def test_joined_nouns_match_however_kiwi_splits_a_name():
+def test_joined_nouns_match_however_the_analyzer_splits_a_name():
     article = tokenize("엔비디아의 AI경쟁자로 떠오른 브로드컴도 17.4% 폭락했다.")
     question = tokenize("그럼 브로드컴은 얼마나 떨어졌어?")
     assert "브로드컴" in article and "브로드컴" in question
-    # Kiwi may split an unknown name in one context and not in another: touching nouns are also indexed
+    # An unknown name may be split in one context and not in another: touching nouns are also indexed
     # joined, so the split form still meets the whole one.
     assert tokenize("테크업계") == ["테크", "업계", "테크업계"]
     assert concepts(question) == ["브로드컴", "떨어지"]
@@ -113,15 +113,15 @@ def test_top_k_equals_a_full_sort_and_breaks_ties_at_the_cut_by_row(n):
         assert top_k(scores, k) == [(r, float(scores[r])) for r in order]
 
 
-def test_batched_sentence_analysis_matches_one_text_at_a_time():
-    from ragqa.lexical import kiwi_sentences, sentence_spans, tokenize, tokens_between
+def test_one_analysis_gives_sentences_and_their_tokens():
+    from ragqa.lexical import korean_sentences, sentence_spans, tokenize, tokens_between
 
     texts = [
         "미국 정부는 H200의 수출을 허용했다. 그러나 의회는 반대했다.",
         '◇"中, 엔비디아 칩 접근 제한…"\n\n화웨이는 자체 칩을 만든다. 알리바바도 그렇다.\n',
         "삼성전자가 3나노 공정의 수율을 끌어올렸다!",
     ]
-    analysed = kiwi_sentences(texts)
+    analysed = [korean_sentences(t) for t in texts]
     for text, (spans, morphs) in zip(texts, analysed):
         assert spans == sentence_spans(text)
         assert [tokens_between(morphs, a, b) for a, b in spans] == [tokenize(text[a:b]) for a, b in spans]
@@ -129,14 +129,14 @@ def test_batched_sentence_analysis_matches_one_text_at_a_time():
 
 
 @pytest.mark.parametrize("lengths", [[], [10] * 600, [20_000, 20_000, 5, 40_000, 1], [1] * 255 + [31_999, 2]])
-def test_kiwi_batches_cover_the_texts_in_order_within_both_bounds(lengths):
-    from ragqa.lexical import KIWI_BATCH, KIWI_BATCH_CHARS, kiwi_batches
+def test_batches_cover_the_texts_in_order_within_both_bounds(lengths):
+    from ragqa.lexical import BATCH, BATCH_CHARS, batches
 
-    batches = list(kiwi_batches(lengths))
-    assert [i for a, b in batches for i in range(a, b)] == list(range(len(lengths)))
-    for a, b in batches:
-        assert 0 < b - a <= KIWI_BATCH
-        assert sum(lengths[a:b]) <= KIWI_BATCH_CHARS or b - a == 1  # a longer text goes alone
+    found = list(batches(lengths))
+    assert [i for a, b in found for i in range(a, b)] == list(range(len(lengths)))
+    for a, b in found:
+        assert 0 < b - a <= BATCH
+        assert sum(lengths[a:b]) <= BATCH_CHARS or b - a == 1  # a longer text goes alone
     # and batches are as full as the bounds allow: the next text would not have fitted
-    for (a, b), _ in zip(batches, batches[1:]):
-        assert b - a == KIWI_BATCH or sum(lengths[a : b + 1]) > KIWI_BATCH_CHARS
+    for (a, b), _ in zip(found, found[1:]):
+        assert b - a == BATCH or sum(lengths[a : b + 1]) > BATCH_CHARS

@@ -147,10 +147,10 @@ def test_many_article_starts_check_each_paragraph_once(monkeypatch):
         assert calls[0] <= 6 * n, (n, calls[0])  # was n * n / 2 before: every start rescanned the segment
 
 
-def test_long_paragraphs_split_at_sentence_ends_without_kiwi():
+def test_long_paragraphs_split_at_sentence_ends_without_analysis():
     sentence = "엔비디아가 새 칩을 발표했다. “수출은 허용됐다.” 다음 문장! "
     text = (sentence * 2_000).strip()
-    assert len(text) > chunking.KIWI_SENTENCE_CHARS
+    assert len(text) > chunking.KOREAN_SENTENCE_CHARS
     pieces = chunking.split_paragraph(text, 220)
     assert re.sub(r"\s", "", "".join(pieces)) == re.sub(r"\s", "", text)
     assert all(chunking.approx_tokens(p) <= 220 for p in pieces)
