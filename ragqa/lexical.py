@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 # A Korean paragraph over the chunk budget is analysed once, for its sentences and its tokens: its pieces take
-# their sentences' morphemes. Version 5: MeCab-ko instead of Kiwi (10 ms to load instead of 1.2 s, ~6x the
-# characters a second on one core; the gold set scores the same, see the README).
+# their sentences' morphemes. Version 5: MeCab-ko instead of Kiwi (10 ms to load instead of 1.2 s, ~10x the
+# characters a second on one core; the gold set scores the same or better, see the README).
 TOKENIZER_VERSION = "mecab-ko-content-morphs-5-snowball-en"
 
 # Content morphemes: nouns, numerals, foreign words, numbers, Hanja, roots, verb and adjective stems.
