@@ -362,7 +362,8 @@ _CLOSING = set(_PAIRS.values()) | {'"', "'"}
 def _sentence_starts(line: str, morphs: list[_Morph]) -> list[int]:
     """Where the sentences of one line start: after sentence-final punctuation (. ? !, and the closing quotes
     right after it) followed by a space, unless it is inside quotes or brackets that close later in the line
-    ('그는 "개발했다. 정말이다"라고 말했다.' is one sentence). Always 0 first."""
+    ('그는 "개발했다. 정말이다"라고 말했다.' is one sentence; a quote closed right after its own final
+    punctuation and followed by a space ends one). Always 0 first."""
     starts = [0]
     open_: list[str] = []  # closers awaited
     straight = line.count('"') % 2 == 0  # unpaired straight quotes are ignored
@@ -375,21 +376,28 @@ def _sentence_starts(line: str, morphs: list[_Morph]) -> list[int]:
             while end < len(line) and line[end] in _CLOSING:
                 end += 1
             seen = end
-            k = end
-            while k < len(line) and line[k].isspace():
-                k += 1
-            if end < k < len(line):
-                starts.append(k)
+            _start_after(line, end, starts)
             continue
         if m.tag.startswith("S"):
             for i, ch in enumerate(m.form, m.start):
                 if open_ and ch == open_[-1]:
                     open_.pop()
+                    if not open_ and line[i - 1] in ".?!":  # “수출은 허용됐다.” 그가 말했다.
+                        _start_after(line, i + 1, starts)
                 elif ch == '"' and straight:
                     open_.append('"')
                 elif ch in _PAIRS and line.find(_PAIRS[ch], i + 1) >= 0:
                     open_.append(_PAIRS[ch])
     return starts
+
+
+def _start_after(line: str, end: int, starts: list[int]) -> None:
+    """A sentence ends at `end` if a space follows: the next starts after the spaces."""
+    k = end
+    while k < len(line) and line[k].isspace():
+        k += 1
+    if end < k < len(line):
+        starts.append(k)
 
 
 def tokens_between(morphs: list, a: int, b: int) -> list[str]:

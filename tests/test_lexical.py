@@ -36,6 +36,26 @@ def test_joined_nouns_match_however_the_analyzer_splits_a_name():
 def test_sentences():
     text = '그는 "알리바바가 개발했다. 정말이다"라고 말했다. H200은 최신 칩이다.'
     assert split_sentences(text) == ['그는 "알리바바가 개발했다. 정말이다"라고 말했다.', "H200은 최신 칩이다."]
+    # closing quotes stay with their sentence; decimals and a line's headline do not end one elsewhere
+    text = "“이건 아니다.” 그가 말했다. 정말? 주가는 3.5% 올랐다!\n제목 줄\n다음 문단이다."
+    assert split_sentences(text) == ["“이건 아니다.”", "그가 말했다.", "정말?", "주가는 3.5% 올랐다!", "제목 줄", "다음 문단이다."]
+    # a quote or bracket that never closes does not swallow the sentences after it
+    assert split_sentences('그는 "개발했다. 정말이다. (참고: 없음. 끝.') == ['그는 "개발했다.', "정말이다.", "(참고: 없음.", "끝."]
+
+
+def test_dictionary_compounds_stay_whole_and_question_endings_are_not_words():
+    assert tokenize("반도체 창업자") == ["반도체", "창업자"]  # not 반 + 도체, 창업 + 자
+    assert tokenize("알리바바는 새 AI 칩을 어디서 제조하나?") == ["알리바바", "ai", "칩", "제조"]  # 하나: not "one"
+    assert tokenize("하나의 칩") == ["하나", "칩"]
+
+
+def test_analysis_survives_a_nul_and_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert tokenize("엔비디아\0 화웨이 칩") == tokenize("엔비디아  화웨이 칩")  # MeCab reads C strings
+    texts = [f"알리바바가 {i}번째 AI 칩을 개발했다고 밝혔다." for i in range(200)]
+    with ThreadPoolExecutor(4) as pool:  # one tagger per thread: a MeCab tagger is not thread-safe
+        assert list(pool.map(tokenize, texts)) == [tokenize(t) for t in texts]
 
 
 def test_is_korean():
