@@ -39,7 +39,7 @@ def test_inflections_share_one_term(forms, term):
 def test_names_numbers_and_stop_words_survive_stemming():
     assert tokenize("H200 and A100 chips") == ["h200", "a100", "chip"]
     assert tokenize("Sales rose 8% to $9.6 billion.") == ["sale", "rise", "8", "9.6", "billion"]
-    # Kiwi leaves a sentence's period on its last word ("chips.", "14."): it is not part of the term.
+    # a sentence's period ("chips.", "14.") is not part of the term
     assert tokenize("They sold chips. The toll rose to 14. End") == ["sell", "chip", "toll", "rise", "14", "end"]
     assert tokenize("the U.S. and the US") == ["us", "us"]
     # stop words and their inflections (saying, does, was) are dropped, not stemmed into terms
@@ -95,7 +95,7 @@ def test_english_sentences(text, sentences):
 def test_korean_and_mixed_paragraphs_are_split_by_script():
     korean = '그는 "알리바바가 개발했다. 정말이다"라고 말했다. 미국 U.S. 정부는 H200을 허용했다.'
     assert split_sentences(korean) == ['그는 "알리바바가 개발했다. 정말이다"라고 말했다.', "미국 U.S. 정부는 H200을 허용했다."]
-    # mostly English with a Korean name in it: the English rules apply (Kiwi left this one sentence)
+    # mostly English with a Korean name in it: the English rules apply (Kiwi, the Korean analyzer before MeCab-ko, left this one sentence)
     mixed = "Samsung (삼성) shipped chips to the U.S. market. Sales rose."
     assert split_sentences(mixed) == ["Samsung (삼성) shipped chips to the U.S. market.", "Sales rose."]
 
@@ -183,7 +183,7 @@ def test_english_extractive_answer_quotes_one_whole_sentence_per_citation(englis
         assert len(s.citations) == 1 and s.supported
         assert s.text in split_sentences(passages[s.citations[0]])  # one sentence of the passage, verbatim
     texts = [s.text for s in answer.sentences]
-    # Kiwi glued this to the sentence before it ("... Kestrel Semiconductor Corp. It takes effect ...")
+    # Kiwi (the Korean analyzer before MeCab-ko) glued this to the sentence before it ("... Kestrel Semiconductor Corp. It takes effect ...")
     assert "It takes effect on Dec. 1, after a 30-day public comment period." in texts
 
 

@@ -121,7 +121,7 @@ def test_a_huge_word_is_cut_reading_each_character_a_few_times(monkeypatch, word
     scanned = [0]
     for name in ("_HAN", "_DIGIT", "_OTHER", "_LATIN_WORD"):
         monkeypatch.setattr(chunking, name, Counting(getattr(chunking, name), scanned))
-    for n in (30_000, 300_000):  # above KIWI_SENTENCE_CHARS: the linear sentence splitter
+    for n in (30_000, 300_000):  # above KOREAN_SENTENCE_CHARS: the linear sentence splitter
         scanned[0] = 0
         text = (word * n)[:n]
         pieces = chunking.split_paragraph(text, 220)
