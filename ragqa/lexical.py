@@ -267,8 +267,8 @@ def appears(token: str, tokens: set[str], text: str) -> bool:
 _HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 
 
-# A build analyses texts in batches of at most this many texts and characters (a longer text goes alone):
-# the unit of progress reports and of Ctrl-C checks, ~0.1 s of news.
+# A build tokenizes texts in batches of at most this many texts and characters (a longer text goes alone):
+# the unit of its progress reports, ~0.1 s of news.
 BATCH, BATCH_CHARS = 256, 32_000
 
 
@@ -285,6 +285,7 @@ def batches(lengths: list[int]):
 
 
 def tokenize_many(texts: list[str]) -> list[list[str]]:
+    """Content tokens of each text (MeCab holds Python's GIL: one core, however many threads)."""
     return [tokenize(t) for t in texts]
 
 
