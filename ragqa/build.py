@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import store
+from . import store, workers
 from .chunking import CHUNKER_VERSION, analyse_articles
 from .corpus import discover, load_corpus
 from .errors import CorpusError, IndexMissing, ModelUnavailable, RagqaError, UsageError
-from .lexical import BM25, TOKENIZER_VERSION, batches, language, tokenize_many
+from .lexical import BM25, TOKENIZER_VERSION, language, tokenize
 from .manifest import BM25Params, Chunker, Corpus, Dense, Lexical, Signature, Store
 from .schema import Chunk
 
@@ -387,9 +387,8 @@ def _tokens(chunks, prev, prev_rows, report: BuildReport, step: Progress, fresh=
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
             report.tokenized += 1
     todo = [i for i, t in enumerate(out) if t is None]
-    for start, end in batches([len(chunks[i].text) for i in todo]):
-        rows = todo[start:end]
-        for i, toks in zip(rows, tokenize_many([chunks[i].text for i in rows])):
+    for start, end, tokens in workers.analyse(tokenize, [chunks[i].text for i in todo]):
+        for i, toks in zip(todo[start:end], tokens):
             out[i] = np.asarray([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32)
         step("tokenizing", end, len(todo))
     report.tokenized += len(todo)

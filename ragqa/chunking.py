@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from functools import partial
 
 from .schema import Article, Chunk
 
@@ -150,12 +151,22 @@ def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
     return [c for chunks, _ in analyse_articles(articles, max_tokens) for c in chunks]
 
 
+def _split_korean(text: str, max_tokens: int) -> tuple[list[tuple[int, int]], list[list[str]]]:
+    """The pieces of a Korean paragraph over budget and each piece's tokens, from one analysis."""
+    from .lexical import korean_sentences, tokens_between
+
+    spans, morphs = korean_sentences(text)
+    ranges = _pieces(text, spans, max_tokens)
+    return ranges, [tokens_between(morphs, a, b) for a, b in ranges]
+
+
 def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
     """Each article's chunks, and each chunk's index tokens where they came with the chunking: a Korean
     paragraph over budget is split into sentences by the same analysis that gives its tokens, so it is
-    analysed once. Other chunks (paragraphs within budget, English ones) get None: `lexical.tokenize_many`
-    tokenizes them, unless the previous index already has their text."""
-    from .lexical import korean_sentences, tokens_between
+    analysed once (in worker processes when there are many: `workers.analyse`). Other chunks (paragraphs
+    within budget, English ones) get None: the build tokenizes them, unless the previous index already has
+    their text."""
+    from . import workers
 
     # (article, paragraph number, text, piece ranges or None while it has yet to be split)
     paragraphs: list[list] = []
@@ -171,10 +182,10 @@ def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[lis
     # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
     # at a pointer each.
     interned: dict[str, str] = {}
-    for p in todo:
-        spans, morphs = korean_sentences(p[2])
-        p[3] = _pieces(p[2], spans, max_tokens)
-        p[4] = [[interned.setdefault(t, t) for t in tokens_between(morphs, a, b)] for a, b in p[3]]
+    for start, end, results in workers.analyse(partial(_split_korean, max_tokens=max_tokens), [p[2] for p in todo]):
+        for p, (ranges, tokens) in zip(todo[start:end], results):
+            p[3] = ranges
+            p[4] = [[interned.setdefault(t, t) for t in toks] for toks in tokens]
     out: list[tuple[list[Chunk], list]] = [([], []) for _ in articles]
     for i, n, text, ranges, tokens in paragraphs:
         chunks, toks = out[i]

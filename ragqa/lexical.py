@@ -267,8 +267,8 @@ def appears(token: str, tokens: set[str], text: str) -> bool:
 _HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 
 
-# A build tokenizes texts in batches of at most this many texts and characters (a longer text goes alone):
-# the unit of its progress reports, ~0.1 s of news.
+# A build analyses texts in batches of at most this many texts and characters (a longer text goes alone):
+# the unit of its progress reports and of a worker process's task, ~0.1 s of news.
 BATCH, BATCH_CHARS = 256, 32_000
 
 

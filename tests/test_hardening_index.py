@@ -173,10 +173,14 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path):
     env = subprocess_env()
     cmd = [sys.executable, "-m", "ragqa", "index", "--replace", str(new_corpus), "--index-dir", str(settings.index_dir),
            "--embed-model", "none"]
+    probe = tmp_path / "probe"  # how long a whole build takes on this machine now: kills land before and after
+    start = time.monotonic()
+    subprocess.run([*cmd[:-3], str(probe), *cmd[-2:]], env=env, check=True, capture_output=True)
+    took = time.monotonic() - start
     rng = random.Random(0)
     builds = KilledBuilds(cmd, env, settings, before)
     for _ in range(12):
-        builds.kill_after(rng.uniform(0.3, 6.0))
+        builds.kill_after(rng.uniform(0.2 * took, 1.4 * took))
         debris = [p.name for p in store.generations(settings.index_dir, None) if p.name != data_dir(settings).name]
         assert len(debris) <= 1  # each build clears what the previous killed one left
         if builds.outcomes["new"]:

@@ -1,0 +1,78 @@
+"""Korean analysis on every core: a build's texts go to worker processes in batches and come back in order.
+
+MeCab holds Python's GIL, so threads would not help. Workers are forked (they start in ~10 ms and share the
+build's memory); they ignore Ctrl-C, which is the build's to handle, and on Linux they die with the build,
+so a build killed with SIGKILL leaves no worker behind. Elsewhere, or on one core, or for little work, the
+texts are analysed in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from typing import Callable, Iterator
+
+from .lexical import batches
+
+# Below this much text (~4,000 news paragraphs) starting workers is not worth it: the work stays here.
+MIN_PARALLEL_CHARS = 500_000
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def analyse(fn: Callable, texts: list[str]) -> Iterator[tuple[int, int, list]]:
+    """(start, end, [fn(text) for text in texts[start:end]]) for consecutive batches of the texts, in order.
+    `fn` must be a module-level function (or a partial of one): workers are given it by name."""
+    spans = list(batches([len(t) for t in texts]))
+    workers = cores() if sys.platform.startswith("linux") else 1
+    if workers < 2 or len(spans) < 2 or sum(map(len, texts)) < MIN_PARALLEL_CHARS:
+        for a, b in spans:
+            yield a, b, [fn(t) for t in texts[a:b]]
+        return
+    import gc
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A collection in a worker would write to every object it shares with the build and so copy its memory.
+    gc.freeze()
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start, initargs=(os.getpid(),)
+    )
+    try:
+        todo = iter(spans)
+        pending: deque = deque()
+        for a, b in todo:  # a few batches in flight per worker bound the memory results take
+            pending.append((a, b, pool.submit(_run, fn, texts[a:b])))
+            if len(pending) >= 3 * workers:
+                break
+        while pending:
+            a, b, future = pending.popleft()
+            result = future.result()
+            for c, d in todo:
+                pending.append((c, d, pool.submit(_run, fn, texts[c:d])))
+                break
+            yield a, b, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
+
+
+def _run(fn: Callable, texts: list[str]) -> list:
+    return [fn(t) for t in texts]
+
+
+def _worker_start(parent: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the build dies
+    if os.getppid() != parent:  # the build died before that took effect
+        os._exit(1)
