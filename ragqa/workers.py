@@ -1,9 +1,9 @@
 """Korean analysis on every core: a build's texts go to worker processes in batches and come back in order.
 
-MeCab holds Python's GIL, so threads would not help. Workers are forked (they start in ~10 ms and share the
-build's memory); they ignore Ctrl-C, which is the build's to handle, and on Linux they die with the build,
-so a build killed with SIGKILL leaves no worker behind. Elsewhere, or on one core, or for little work, the
-texts are analysed in this process.
+MeCab holds Python's GIL, so threads would not help. On Linux workers are forked (they start in ~10 ms and
+share the build's memory); they ignore Ctrl-C, which is the build's to handle, and die with the build, so a
+build killed with SIGKILL leaves no worker behind. Elsewhere, on one core, for little work, or when a worker
+cannot start or dies (the out-of-memory killer), the texts are analysed in this process.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def analyse(fn: Callable, texts: list[str]) -> Iterator[tuple[int, int, list]]:
     import gc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # A collection in a worker would write to every object it shares with the build and so copy its memory.
     gc.freeze()
     pool = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start, initargs=(os.getpid(),)
     )
+    done = 0  # batches given back
     try:
         todo = iter(spans)
         pending: deque = deque()
@@ -58,9 +60,14 @@ def analyse(fn: Callable, texts: list[str]) -> Iterator[tuple[int, int, list]]:
                 pending.append((c, d, pool.submit(_run, fn, texts[c:d])))
                 break
             yield a, b, result
+            done += 1
+    except (OSError, BrokenProcessPool):
+        pass  # a worker could not start, or died (out of memory?): the rest is analysed here
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+    for a, b in spans[done:]:
+        yield a, b, [fn(t) for t in texts[a:b]]
 
 
 def _run(fn: Callable, texts: list[str]) -> list:

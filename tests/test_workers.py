@@ -42,6 +42,19 @@ def test_workers_give_what_one_process_gives(monkeypatch):
     assert os.getpid() not in pids and 1 <= len(pids) <= workers.cores()
 
 
+def dies(fn, texts):
+    os._exit(1)
+
+
+@linux_cores
+def test_a_worker_that_dies_leaves_the_work_to_this_process(monkeypatch):
+    texts = [c.text for c in chunk_articles(load_corpus([SEEDS]).articles, 220)]
+    monkeypatch.setattr(workers, "MIN_PARALLEL_CHARS", 0)
+    monkeypatch.setattr(lexical, "BATCH", 8)
+    monkeypatch.setattr(workers, "_run", dies)  # what a worker killed by the out-of-memory killer looks like
+    assert [r for _, _, rs in workers.analyse(tokenize, texts) for r in rs] == [tokenize(t) for t in texts]
+
+
 KILLED = textwrap.dedent("""
     import sys, time
     from ragqa import workers
