@@ -75,11 +75,10 @@ def _run(fn: Callable, texts: list[str]) -> list:
 
 
 def _worker_start(parent: int) -> None:
+    import ctypes
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import ctypes
-
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the build dies
     if os.getppid() != parent:  # the build died before that took effect
         os._exit(1)
