@@ -151,7 +151,7 @@ def chunk_articles(articles: list[Article], max_tokens: int) -> list[Chunk]:
     return [c for chunks, _ in analyse_articles(articles, max_tokens) for c in chunks]
 
 
-def _split_korean(text: str, max_tokens: int) -> tuple[list[tuple[int, int]], list[list[str]]]:
+def _korean_pieces(text: str, max_tokens: int) -> tuple[list[tuple[int, int]], list[list[str]]]:
     """The pieces of a Korean paragraph over budget and each piece's tokens, from one analysis."""
     from .lexical import korean_sentences, tokens_between
 
@@ -182,7 +182,7 @@ def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[lis
     # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
     # at a pointer each.
     interned: dict[str, str] = {}
-    for start, end, results in workers.analyse(partial(_split_korean, max_tokens=max_tokens), [p[2] for p in todo]):
+    for start, end, results in workers.analyse(partial(_korean_pieces, max_tokens=max_tokens), [p[2] for p in todo]):
         for p, (ranges, tokens) in zip(todo[start:end], results):
             p[3] = ranges
             p[4] = [[interned.setdefault(t, t) for t in toks] for toks in tokens]

@@ -327,8 +327,9 @@ def korean_sentences(text: str) -> tuple[list[tuple[int, int]], list[_Morph]]:
         line = text[start:end]
         if line.strip():
             for a, b in _windows(line):
-                found = morphemes(line[a:b])
-                starts = _sentence_starts(line[a:b], found)
+                window = line[a:b]
+                found = morphemes(window)
+                starts = _sentence_starts(window, found)
                 spans.extend((x + a + start, y + a + start) for x, y in zip(starts, starts[1:] + [b - a]))
                 if a + start:
                     for m in found:

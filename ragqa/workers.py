@@ -29,9 +29,10 @@ def cores() -> int:
 def analyse(fn: Callable, texts: list[str]) -> Iterator[tuple[int, int, list]]:
     """(start, end, [fn(text) for text in texts[start:end]]) for consecutive batches of the texts, in order.
     `fn` must be a module-level function (or a partial of one): workers are given it by name."""
-    spans = list(batches([len(t) for t in texts]))
+    lengths = [len(t) for t in texts]
+    spans = list(batches(lengths))
     workers = cores() if sys.platform.startswith("linux") else 1
-    if workers < 2 or len(spans) < 2 or sum(map(len, texts)) < MIN_PARALLEL_CHARS:
+    if workers < 2 or len(spans) < 2 or sum(lengths) < MIN_PARALLEL_CHARS:
         for a, b in spans:
             yield a, b, [fn(t) for t in texts[a:b]]
         return
