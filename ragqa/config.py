@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UsageError
 
@@ -16,8 +15,10 @@ Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAGQA_", extra="forbid", validate_assignment=True)
+class Settings(BaseModel):
+    # Filled from RAGQA_* variables by load_settings (a plain model: pydantic-settings' import, with asyncio and
+    # dotenv behind it, cost ~100 ms of every command's start)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seeds_dir: Path = Path("seeds")
     index_dir: Path = Path("index")
@@ -87,13 +88,15 @@ def store_kind(store: str) -> str:
 
 
 def load_settings(**overrides) -> Settings:
-    """Settings from RAGQA_* variables plus explicit overrides (None values are ignored)."""
+    """Settings from RAGQA_* variables (any case) plus explicit overrides (None values are ignored)."""
     known = {f"RAGQA_{name.upper()}" for name in Settings.model_fields}
     unknown = sorted(k for k in os.environ if k.startswith("RAGQA_") and k not in known)
     if unknown:
         raise UsageError(f"unknown setting {unknown[0]}; valid: {', '.join(sorted(known))}")
+    values = {k[6:].lower(): v for k, v in os.environ.items() if k.upper() in known}
+    values.update((k, v) for k, v in overrides.items() if v is not None)
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**values)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"

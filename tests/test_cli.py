@@ -123,6 +123,21 @@ def test_unknown_setting_in_environment(cli_index):
     assert result.exit_code == 2 and "unknown setting RAGQA_TOPK" in result.stderr
 
 
+def test_settings_from_environment_are_typed_and_overridden(monkeypatch):
+    from ragqa.config import load_settings
+    from ragqa.errors import UsageError
+
+    monkeypatch.setenv("RAGQA_TOP_K", "3")
+    monkeypatch.setenv("RAGQA_OFFLINE", "true")
+    monkeypatch.setenv("ragqa_mode", "lexical")  # names in any case, as before
+    settings = load_settings()
+    assert (settings.top_k, settings.offline, settings.mode) == (3, True, "lexical")
+    assert load_settings(top_k=7, mode=None).top_k == 7  # an option beats the variable; None is no option
+    monkeypatch.setenv("RAGQA_TOP_K", "many")
+    with pytest.raises(UsageError, match="bad setting top_k: Input should be a valid integer"):
+        load_settings()
+
+
 def test_index_dir_from_environment(cli_index):
     tmp, _ = cli_index
     result = run("search", "칩", "--json", env={"RAGQA_INDEX_DIR": str(tmp / "index")})
@@ -135,7 +150,7 @@ def test_real_entry_point_help_imports_nothing_heavy():
     assert help_run.returncode == 0 and "ragqa" in help_run.stdout
     probe = (
         "import sys, ragqa.cli; heavy = ('torch', 'sentence_transformers', 'faiss', 'llama_cpp', 'mecab_ko', "
-        "'bm25s', 'pydantic_settings', 'numpy'); print([m for m in heavy if m in sys.modules])"
+        "'bm25s', 'pydantic', 'numpy'); print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]"
