@@ -540,9 +540,10 @@ class SegmentData:
             self.vector_ids = np.load(self.dir / "vector_ids.npy", allow_pickle=False)
             if self.vector_ids.shape != (self.n,):
                 raise IndexCorrupt(f"vector_ids.npy has shape {self.vector_ids.shape}, expected ({self.n},); {REBUILD}")
-            if dense.store.kind == "faiss":
-                # The vector store loads lazily (only dense searches need it); an open descriptor keeps its
-                # file readable even if a newer build removes this segment first.
+            params = record.store if record.store is not None else dense.store.params
+            if dense.store.kind == "faiss" and params.get("kind", "flat") != "flat":
+                # An IVF store loads lazily (only dense searches need it; a flat one is searched in vectors.npy);
+                # an open descriptor keeps its file readable even if a newer build removes this segment first.
                 from .vectors import FAISS_FILE
 
                 self.store_fd = os.open(self.dir / FAISS_FILE, os.O_RDONLY)
@@ -553,11 +554,13 @@ class SegmentData:
             self.store_fd = None
 
     def vector_store(self, dense):
-        from .vectors import FAISS_FILE, store_class
+        from .vectors import FAISS_FILE, ExactScan, store_class
 
+        params = self.record.store if self.record.store is not None else dense.store.params
+        if dense.store.kind == "faiss" and self.store_fd is None:  # flat: vectors.npy is what it holds
+            return ExactScan(self.vectors, self.vector_ids)
         fd_path = f"/proc/self/fd/{self.store_fd}"
         path = fd_path if os.path.exists(fd_path) else str(self.dir / FAISS_FILE)
-        params = self.record.store if self.record.store is not None else dense.store.params
         return store_class(dense.store.kind).load(path, params, self.n, dense.dim)
 
     @cached_property

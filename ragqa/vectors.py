@@ -184,6 +184,38 @@ class FaissStore:
         self.index = None
 
 
+class ExactScan:
+    """A flat FAISS store searched without FAISS: the exact inner products over the segment's own vectors.npy
+    (the vectors the store holds, under the same ids). Importing FAISS was ~70 ms of a cold search; numpy's
+    scan is as fast or faster (100k vectors: 10 ms against FAISS's 17 ms on one thread) and the top k the same
+    (scores differ by float rounding, ~5e-7)."""
+
+    kind = "flat"
+
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray):
+        self.vectors, self.ids = vectors, ids
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.ids)
+
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like FAISS: (scores, ids), each queries × min(k, ntotal), best first; -1 ids where fewer remain."""
+        if not self.ntotal:
+            return np.full((len(queries), 1), -np.inf, np.float32), np.full((len(queries), 1), -1, np.int64)
+        k = max(1, min(k, self.ntotal))
+        scores = _f32(queries) @ np.asarray(self.vectors).T
+        if exclude is not None and len(exclude):
+            scores[:, np.isin(self.ids, exclude)] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
+        best = np.take_along_axis(scores, top, 1)
+        return best, np.where(np.isfinite(best), self.ids[top], -1)
+
+    def close(self) -> None:
+        self.vectors = None
+
+
 def store_class(kind: str):
     """The VectorStore class of a manifest's store kind: FaissStore, or MilvusStore (ragqa.milvus)."""
     if kind == "milvus":

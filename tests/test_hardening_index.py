@@ -51,12 +51,28 @@ def test_truncated_faiss_file(dense_copy):
         store.load(dense_copy.index_dir)
 
 
-def test_faiss_file_overwritten_with_garbage_of_the_same_size(dense_copy):
+def test_faiss_file_overwritten_with_garbage_of_the_same_size(tmp_path, tiny_embedder_path, monkeypatch):
+    import ragqa.vectors
+
+    monkeypatch.setattr(ragqa.vectors, "FLAT_MAX", 10)  # the seeds' 74 chunks get an IVF store, read from the file
+    settings = make_settings(tmp_path, embed_model=str(tiny_embedder_path))
+    build_index([SEEDS], settings, embed_explicit=True)
+    path = data_dir(settings) / "faiss.index"
+    path.write_bytes(os.urandom(path.stat().st_size))
+    index = store.load(settings.index_dir)
+    with pytest.raises(IndexCorrupt, match="FAISS index unreadable"):
+        index.vector_store  # noqa: B018
+
+
+def test_flat_store_is_searched_in_its_vectors_not_its_faiss_file(dense_copy):
+    # a flat store holds exactly vectors.npy: searches scan that (no FAISS import), so its file is not read
     path = data_dir(dense_copy) / "faiss.index"
     path.write_bytes(os.urandom(path.stat().st_size))
     index = store.load(dense_copy.index_dir)
-    with pytest.raises(IndexCorrupt, match="FAISS index unreadable"):
-        index.vector_store  # noqa: B018
+    query = np.asarray(index.vectors[7:8]) + 0.01
+    found = index.search_vectors(query, 5)
+    oracle = np.argsort(-(np.asarray(index.vectors) @ query[0]), kind="stable")[:5]
+    assert [r for r, _ in found] == oracle.tolist() and found[0][0] == 7
 
 
 def test_manifest_with_wrong_dimension_or_unknown_version(dense_copy):

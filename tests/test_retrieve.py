@@ -72,6 +72,21 @@ def test_flat_store_equals_brute_force():
         assert np.allclose(scores[0], vectors[expected] @ q, atol=1e-5)
 
 
+def test_exact_scan_answers_as_the_flat_faiss_store_does():
+    rng = np.random.default_rng(3)
+    vectors, queries = unit(rng, 500, 32), unit(rng, 8, 32)
+    ids = np.arange(500, dtype=np.int64) * 3 + 1
+    flat, scan = FaissStore.build(vectors, ids), vectors_module.ExactScan(vectors, ids)
+    gone = ids[::4]
+    for k, exclude in ((10, None), (10, gone), (1000, gone)):  # k above what is left: padded with -1
+        want_scores, want_ids = flat.search(queries, k, exclude=exclude)
+        scores, found = scan.search(queries, k, exclude=exclude)
+        assert found.tolist() == want_ids.tolist()
+        live = want_ids >= 0
+        assert np.allclose(scores[live], want_scores[live], atol=1e-5) and (scores[~live] == -np.inf).all()
+    assert vectors_module.ExactScan(vectors[:0], ids[:0]).search(queries[:1], 5)[1].tolist() == [[-1]]
+
+
 def test_store_add_remove_save_load(tmp_path):
     rng = np.random.default_rng(2)
     vectors = unit(rng, 300, 16)
