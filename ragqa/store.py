@@ -685,18 +685,26 @@ class Index:
 
     def search_vectors(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top-k (row, inner product) for one query vector (1 × dim) over every segment's store, deleted rows
-        skipped, best first (ties by row)."""
+        skipped, best first (ties by row). A store that scores approximately (8-bit codes) is asked for more
+        candidates, and they are scored again from the segment's vectors: every score returned is exact."""
+        from .vectors import APPROXIMATE_DEPTH
+
         found: list[tuple[int, float]] = []
         for s, vector_store in zip(self.segments, self._stores):
             if not s.n:
                 continue
+            approximate = getattr(vector_store, "approximate", False)
+            depth = k * APPROXIMATE_DEPTH if approximate else k
             dead = self.dead[(self.dead >= s.start) & (self.dead < s.start + s.n)] - s.start
             if len(dead):
-                scores, ids = vector_store.search(query, k, exclude=s.vector_ids[dead])
+                scores, ids = vector_store.search(query, depth, exclude=s.vector_ids[dead])
             else:
-                scores, ids = vector_store.search(query, k)
-            rows = s.rows_of_ids(ids[0])
-            found += [(int(r) + s.start, float(x)) for r, x in zip(rows, scores[0]) if r >= 0]
+                scores, ids = vector_store.search(query, depth)
+            rows, scores = s.rows_of_ids(ids[0]), scores[0]
+            if approximate:
+                rows = np.sort(rows[rows >= 0])  # in order: read from the memory map front to back
+                scores = np.asarray(s.vectors[rows]) @ np.asarray(query[0], dtype=np.float32)
+            found += [(int(r) + s.start, float(x)) for r, x in zip(rows, scores) if r >= 0]
         return sorted(found, key=lambda rx: (-rx[1], rx[0]))[:k]
 
     @cached_property

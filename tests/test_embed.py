@@ -172,6 +172,9 @@ def test_ivf_index_is_updated_in_place_not_rebuilt(tmp_path, corpus_dir, tiny_em
     qv = retriever.embedder().encode_queries([query])[0]
     oracle = np.argsort(-(np.asarray(second.vectors) @ qv), kind="stable")[:5]
     assert [h.chunk_id for h in hits] == [second.chunk_ids[r] for r in oracle]  # nlist 1: exact
+    # its lists hold 8-bit codes, but the scores a search returns are the vectors' own
+    assert second.dense.store.params["codes"] == "sq8"
+    assert np.allclose([h.score for h in hits], (np.asarray(second.vectors) @ qv)[oracle], atol=1e-5)
 
 
 # ---------------------------------------------------------------- ONNX backends and length-sorted batches

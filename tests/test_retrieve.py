@@ -115,11 +115,31 @@ def test_ivf_recall_against_brute_force(monkeypatch):
     rng = np.random.default_rng(1)
     vectors, queries = clustered(rng, 20000, 48), clustered(rng, 50, 48)
     vs = FaissStore.build(vectors, np.arange(20000, dtype=np.int64))
-    assert vs.params() == {"kind": "ivf", "nlist": 512, "nprobe": 16, "trained_on": 20000}
-    recall = np.mean(
-        [len(set(vs.search(q[None, :], 10)[1][0]) & set(brute_force(vectors, q[None, :], 10))) / 10 for q in queries]
-    )
+    assert vs.params() == {"kind": "ivf", "nlist": 512, "nprobe": 16, "trained_on": 20000, "codes": "sq8"}
+    assert vs.approximate
+    # as a search asks it: twice k candidates by their 8-bit codes, then the best k by their vectors
+    def top10(q):
+        found = vs.search(q[None, :], 10 * vectors_module.APPROXIMATE_DEPTH)[1][0]
+        return found[np.argsort(-(vectors[found] @ q), kind="stable")[:10]]
+
+    recall = np.mean([len(set(top10(q)) & set(brute_force(vectors, q[None, :], 10))) / 10 for q in queries])
     assert recall >= 0.95
+
+
+def test_ivf_store_of_float_vectors_written_before_the_codes_still_loads(tmp_path):
+    import faiss
+
+    rng = np.random.default_rng(4)
+    vectors = unit(rng, 3000, 16)
+    old = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 8, faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors)
+    old.add_with_ids(vectors, np.arange(3000, dtype=np.int64))
+    faiss.write_index(old, str(tmp_path / FAISS_FILE))
+    params = {"kind": "ivf", "nlist": 8, "nprobe": 16, "trained_on": 3000}
+    loaded = FaissStore.load(str(tmp_path / FAISS_FILE), params, 3000, 16)
+    assert not loaded.approximate and loaded.params() == params  # no "codes": its lists hold the vectors
+    q = vectors[5]
+    assert list(loaded.search(q[None, :], 5)[1][0]) == brute_force(vectors, q[None, :], 5)  # every list probed
 
 
 @pytest.fixture(scope="module")
