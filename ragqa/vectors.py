@@ -41,7 +41,7 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-# Exact search while it is cheap (a flat scan of 100k 384-d vectors takes ~4 ms on 2 cores); above that an
+# Exact search while it is cheap (a scan of 100k 384-d vectors takes ~10 ms, see ExactScan); above that an
 # IVF index: on the benchmark corpora its recall@10 against exact search was higher than HNSW's at the same
 # speed, it builds several times faster, and it can take new vectors and drop old ones without a rebuild.
 # Its lists hold 8-bit codes of the vectors (a scalar quantizer), a quarter of the bytes to scan and to keep:
