@@ -531,6 +531,7 @@ class SegmentData:
         self.words: list[str] = json.loads((self.dir / "vocab.json").read_text(encoding="utf-8"))
         self.store_fd = None
         self.vectors = self.vector_ids = None
+        self.store_params = record.store if record.store is not None else dense.store.params if dense else None
         if dense is not None:
             self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r", allow_pickle=False)
             if self.vectors.shape != (self.n, dense.dim):
@@ -540,8 +541,7 @@ class SegmentData:
             self.vector_ids = np.load(self.dir / "vector_ids.npy", allow_pickle=False)
             if self.vector_ids.shape != (self.n,):
                 raise IndexCorrupt(f"vector_ids.npy has shape {self.vector_ids.shape}, expected ({self.n},); {REBUILD}")
-            params = record.store if record.store is not None else dense.store.params
-            if dense.store.kind == "faiss" and params.get("kind", "flat") != "flat":
+            if dense.store.kind == "faiss" and not self.exact_scan(dense):
                 # An IVF store loads lazily (only dense searches need it; a flat one is searched in vectors.npy);
                 # an open descriptor keeps its file readable even if a newer build removes this segment first.
                 from .vectors import FAISS_FILE
@@ -553,15 +553,18 @@ class SegmentData:
             os.close(self.store_fd)
             self.store_fd = None
 
+    def exact_scan(self, dense) -> bool:
+        """Whether its store is a flat FAISS index: vectors.npy holds the same vectors, searched with numpy."""
+        return dense.store.kind == "faiss" and self.store_params.get("kind", "flat") == "flat"
+
     def vector_store(self, dense):
         from .vectors import FAISS_FILE, ExactScan, store_class
 
-        params = self.record.store if self.record.store is not None else dense.store.params
-        if dense.store.kind == "faiss" and self.store_fd is None:  # flat: vectors.npy is what it holds
+        if self.exact_scan(dense):
             return ExactScan(self.vectors, self.vector_ids)
         fd_path = f"/proc/self/fd/{self.store_fd}"
         path = fd_path if os.path.exists(fd_path) else str(self.dir / FAISS_FILE)
-        return store_class(dense.store.kind).load(path, params, self.n, dense.dim)
+        return store_class(dense.store.kind).load(path, self.store_params, self.n, dense.dim)
 
     @cached_property
     def _id_order(self) -> tuple[np.ndarray, np.ndarray]:
