@@ -72,6 +72,7 @@ def analyse(fn: Callable, texts: list[str]) -> Iterator[tuple[int, int, list]]:
 
 
 def _run(fn: Callable, texts: list[str]) -> list:
+    """A worker's task (this process analyses its own share without it)."""
     return [fn(t) for t in texts]
 
 
