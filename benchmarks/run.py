@@ -131,8 +131,10 @@ def scale_child(articles: int, long_paragraphs: float = 0.0) -> dict:
     qv = embedder.encode_queries(queries)
     vectors = np.asarray(index.vectors)
     exact = np.argpartition(-(qv @ vectors.T), 10, axis=1)[:, :10]  # the true top 10, as a set
-    # as a search finds them: an IVF's candidates by their 8-bit codes, re-scored from the vectors
-    found = [[r for r, _ in index.search_vectors(q[None, :], 10)] for q in qv]
+    if hasattr(index, "search_vectors"):  # as a search finds them: an IVF's candidates re-scored exactly
+        found = [[r for r, _ in index.search_vectors(q[None, :], 10)] for q in qv]
+    else:  # a baseline before segments: its one store
+        found = [index.rows_of_ids(row) for row in index.vector_store.search(qv, 10)[1]]
     out["faiss_recall@10"] = round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])), 4)
 
     env = offline_env()
