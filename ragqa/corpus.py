@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -528,9 +529,10 @@ def doc_bases(files: list[tuple[str, str]], previous: dict[str, str] | None = No
             taken.add(base)
     new = [(key, source) for key, source in files if key not in bases]
     slugs = [doc_slug(source) for _, source in new]
+    shared = {slug for slug, n in Counter(slugs).items() if n > 1}  # (a count per file was quadratic: 100 s at 100k files)
     for (key, _), slug in zip(new, slugs):
         base = slug
-        if slug in taken or slugs.count(slug) > 1:
+        if slug in taken or slug in shared:
             base = f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:4]}"
         n = 2
         while base in taken:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SEEDS
-from ragqa.corpus import build_articles, decode_bytes, doc_slug, load_corpus
+from ragqa.corpus import build_articles, decode_bytes, doc_bases, doc_slug, load_corpus
 from ragqa.errors import CorpusError, UsageError
 
 
@@ -133,6 +133,16 @@ def test_same_name_in_two_folders_gets_distinct_ids(tmp_path):
         (tmp_path / sub / "news.txt").write_text(f"{sub} 폴더의 기사입니다. 내용이 충분히 길어야 합니다.", encoding="utf-8")
     ids = [a.doc_id for a in load_corpus([tmp_path]).articles]
     assert len(set(ids)) == 2 and all(i.startswith("news-") for i in ids)
+
+
+def test_doc_bases_hash_only_shared_or_taken_slugs():
+    files = [("a/news.txt", "news.txt"), ("b/news.txt", "news.txt"), ("c/h200.txt", "h200.txt"), ("d/chips.txt", "chips.txt")]
+    bases = doc_bases(files, previous={"d/chips.txt": "h200"})  # an earlier build gave chips.txt the base "h200"
+    assert bases["d/chips.txt"] == "h200"  # kept: IDs stay stable
+    assert bases["c/h200.txt"].startswith("h200-")  # its slug is taken
+    assert bases["a/news.txt"].startswith("news-") and bases["b/news.txt"].startswith("news-")  # shared
+    assert len(set(bases.values())) == 4
+    assert doc_bases([("x/only.txt", "only.txt")]) == {"x/only.txt": "only"}
 
 
 KOREAN = "알리바바가 새 AI 칩을 개발했다. 엔비디아 주가가 내렸다."
