@@ -13,10 +13,13 @@ from .schema import Article, Chunk
 # 3: Korean sentences found in MeCab-ko's morphemes (Kiwi's before)
 CHUNKER_VERSION = 3
 
-_HAN = re.compile(r"[\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff]")
-_DIGIT = re.compile(r"\d")
+_HAN = "\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff"  # Hangul syllables and letters, CJK
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
-_OTHER = re.compile(r"[^\w\s]")
+# approx_tokens counts one token for each Hangul/CJK character, digit (\d) and punctuation mark ([^\w\s]) without
+# a match per character: that is every character but ASCII letters, _ and spaces, and other scripts' letters and
+# spaces (é, ア, a no-break space), which are few in news and found here.
+_ASCII_COUNTED = bytes(c for c in range(128) if re.match(r"\d|[^\w\s]", chr(c)))
+_UNCOUNTED = re.compile(rf"[^\x00-\x7f{_HAN}\d\W]|[^\x00-\x7f\S]")
 
 
 # Qwen2.5's byte-level BPE over the seed articles: 1.37 characters per token (what approx_tokens mimics).
@@ -30,12 +33,14 @@ def approx_tokens(text: str) -> int:
     Hangul/CJK character ~1 token, each digit 1 (Qwen splits numbers into digits), each punctuation mark 1,
     each Latin word ~1.3.
     """
-    return math.ceil(
-        len(_HAN.findall(text))
-        + len(_DIGIT.findall(text))
-        + len(_OTHER.findall(text))
-        + 1.3 * len(_LATIN_WORD.findall(text))
-    )
+    singles, words = _counts(text)
+    return math.ceil(singles + 1.3 * words)
+
+
+def _counts(text: str) -> tuple[int, int]:
+    """(Hangul/CJK characters + digits + punctuation marks, Latin words) of `text`."""
+    ascii_uncounted = len(text.encode("ascii", "ignore").translate(None, _ASCII_COUNTED))
+    return len(text) - ascii_uncounted - len(_UNCOUNTED.findall(text)), len(_LATIN_WORD.findall(text))
 
 
 def content_hash(text: str) -> str:
@@ -133,8 +138,8 @@ def _cuts(text: str, s: int, e: int, step: int) -> int:
     last = s + (e - s - step - 1) // step * step  # the last start that leaves more than `step` characters
     for start in range(last, s - 1, -step):
         piece = text[start:nxt]
-        ints += len(_HAN.findall(piece)) + len(_DIGIT.findall(piece)) + len(_OTHER.findall(piece))
-        words += len(_LATIN_WORD.findall(piece))
+        singles, latin = _counts(piece)
+        ints, words = ints + singles, words + latin
         if nxt < e and text[nxt - 1:nxt + 1].isascii() and text[nxt - 1:nxt + 1].isalpha():
             words -= 1
         if math.ceil(ints + 1.3 * words) > step:
@@ -160,40 +165,41 @@ def _korean_pieces(text: str, max_tokens: int) -> tuple[list[tuple[int, int]], l
     return ranges, [tokens_between(morphs, a, b) for a, b in ranges]
 
 
+def _paragraph(text: str, max_tokens: int) -> tuple[list[tuple[int, int]], list[list[str]] | None] | None:
+    """None for a paragraph within budget; else its pieces, with their tokens if it was split as Korean."""
+    if approx_tokens(text) <= max_tokens:
+        return None
+    if _splits_korean(text):
+        return _korean_pieces(text, max_tokens)
+    return _pieces(text, _sentence_spans(text), max_tokens), None
+
+
 def analyse_articles(articles: list[Article], max_tokens: int) -> list[tuple[list[Chunk], list[list[str] | None]]]:
     """Each article's chunks, and each chunk's index tokens where they came with the chunking: a Korean
     paragraph over budget is split into sentences by the same analysis that gives its tokens, so it is
-    analysed once (in worker processes when there are many: `workers.analyse`). Other chunks (paragraphs
-    within budget, English ones) get None: the build tokenizes them, unless the previous index already has
-    their text."""
+    analysed once. Other chunks (paragraphs within budget, English ones) get None: the build tokenizes them,
+    unless the previous index already has their text. Paragraphs are measured and split in worker processes
+    when there are many (`workers.analyse`) while this one makes the chunks of those done."""
     from . import workers
 
-    # (article, paragraph number, text, piece ranges or None while it has yet to be split)
-    paragraphs: list[list] = []
-    for i, article in enumerate(articles):
-        for n, text in enumerate(article.paragraphs, 1):
-            if approx_tokens(text) <= max_tokens:
-                paragraphs.append([i, n, text, [(0, len(text))], None])
-            elif _splits_korean(text):
-                paragraphs.append([i, n, text, None, None])
-            else:
-                paragraphs.append([i, n, text, _pieces(text, _sentence_spans(text), max_tokens), None])
-    todo = [p for p in paragraphs if p[3] is None]
+    paragraphs = [(i, n, text) for i, article in enumerate(articles) for n, text in enumerate(article.paragraphs, 1)]
     # Tokens wait here until the build numbers them: one string per distinct token keeps a million chunks' worth
     # at a pointer each.
     interned: dict[str, str] = {}
-    for start, end, results in workers.analyse(partial(_korean_pieces, max_tokens=max_tokens), [p[2] for p in todo]):
-        for p, (ranges, tokens) in zip(todo[start:end], results):
-            p[3] = ranges
-            p[4] = [[interned.setdefault(t, t) for t in toks] for toks in tokens]
     out: list[tuple[list[Chunk], list]] = [([], []) for _ in articles]
-    for i, n, text, ranges, tokens in paragraphs:
-        chunks, toks = out[i]
-        doc_id = articles[i].doc_id
-        whole = len(ranges) == 1 and ranges[0] == (0, len(text))
-        for j, (a, b) in enumerate(ranges, 1):
-            piece = text if whole else text[a:b]
-            cid = chunk_id(doc_id, n, j if len(ranges) > 1 else None)
-            chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, text=piece, hash=content_hash(piece)))
-            toks.append(tokens[j - 1] if tokens else None)
+    texts = [text for _, _, text in paragraphs]
+    for start, end, results in workers.analyse(partial(_paragraph, max_tokens=max_tokens), texts):
+        for (i, n, text), result in zip(paragraphs[start:end], results):
+            chunks, toks = out[i]
+            doc_id = articles[i].doc_id
+            if result is None:
+                chunks.append(Chunk(chunk_id=chunk_id(doc_id, n), doc_id=doc_id, text=text, hash=content_hash(text)))
+                toks.append(None)
+                continue
+            ranges, tokens = result
+            for j, (a, b) in enumerate(ranges, 1):
+                piece = text[a:b]
+                cid = chunk_id(doc_id, n, j if len(ranges) > 1 else None)
+                chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, text=piece, hash=content_hash(piece)))
+                toks.append([interned.setdefault(t, t) for t in tokens[j - 1]] if tokens else None)
     return out

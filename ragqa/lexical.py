@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_left
 from functools import cached_property, lru_cache
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -84,30 +86,48 @@ def morphemes(text: str) -> list[_Morph]:
     out: list[_Morph] = []
     if not text.strip():
         return out
+    append = out.append
     pos = 0
     find = text.find
     # MeCab reads a C string: a NUL would end the text early (same length, so offsets stay right)
-    parsed = tagger().parse(text.replace("\0", " ") if "\0" in text else text)
-    for line in parsed.split("\n"):
-        surface, tab, feature = line.partition("\t")
-        if not tab:  # EOS
-            break
+    for surface, tag, kind, expression in _lines(tagger().parse(text.replace("\0", " ") if "\0" in text else text)):
         start = find(surface, pos)
         if start < 0:
             start = pos
         n = len(surface)
         pos = start + n
-        f = feature.split(",", 8)
-        tag = f[0]
-        if len(f) < 8 or f[4] in ("*", "Compound") or f[7] == "*":
+        if kind == "*" or kind == "Compound" or expression == "*":
             # a dictionary compound stays whole, as news writes it: 반도체 (not 반 + 도체), 창업자, 동영상
-            out.append(_Morph(surface, _TAGS.get(tag, tag), start, n))
+            append(_Morph(surface, _TAGS.get(tag, tag), start, n))
         else:  # Inflect, Preanalysis: 밝혔 = 밝히/VV + 었/EP
-            for part in f[7].split("+"):
+            for part in expression.split("+"):
                 form, _, rest = part.partition("/")
                 t = rest.partition("/")[0]
-                out.append(_Morph(form, _TAGS.get(t, t), start, n))
+                append(_Morph(form, _TAGS.get(t, t), start, n))
     return _joined(text, out)
+
+
+# A line of MeCab-ko's output: surface, then mecab-ko-dic's eight features, of which ragqa reads the tag (NNG),
+# the type (Inflect, Compound, Preanalysis or *) and the expression (밝히/VV/*+었/EP/*).
+_LINE = re.compile(r"([^\t\n]*)\t([^,\n]*),[^,\n]*,[^,\n]*,[^,\n]*,([^,\n]*),[^,\n]*,[^,\n]*,([^,\n]*)[^\n]*\n")
+
+
+def _lines(parsed: str) -> list[tuple[str, str, str, str]]:
+    """(surface, tag, type, expression) of each morpheme MeCab gave, in order."""
+    rows = _LINE.findall(parsed)  # one pass in C; the output ends with a line "EOS"
+    return rows if len(rows) == parsed.count("\n") - 1 else _lines_one_by_one(parsed)
+
+
+def _lines_one_by_one(parsed: str) -> list[tuple[str, str, str, str]]:
+    """`_lines` for output with a line of fewer features (a user dictionary's?): a whole morpheme of its tag."""
+    rows = []
+    for line in parsed.split("\n"):
+        surface, tab, feature = line.partition("\t")
+        if not tab:  # EOS
+            break
+        f = feature.split(",", 8)
+        rows.append((surface, f[0], f[4], f[7]) if len(f) >= 8 else (surface, f[0], "*", "*"))
+    return rows
 
 
 # mecab-ko-dic's counting nouns (개, 명, 년) are dependent nouns, as in the Sejong tag set
@@ -119,29 +139,34 @@ def _joined(text: str, morphs: list[_Morph]) -> list[_Morph]:
     """Numbers and dotted abbreviations that MeCab cuts at their punctuation become one morpheme (3,142.93,
     17.4, U.S.), Hanja that mecab-ko-dic reads as a noun are tagged Hanja (中 -> SH)."""
     out: list[_Morph] = []
-    i, n = 0, len(morphs)
-    while i < n:
-        m = morphs[i]
-        if m.tag == "NNG" and _CJK.fullmatch(m.form):
-            m.tag = "SH"
-        elif m.form == "하나" and m.tag == "NR" and out and out[-1].start + out[-1].len == m.start:
-            m.tag = "XSV"  # 제조하나?: a verb's 하 + 나 in the noun's word, not the numeral "one"
-        elif m.tag in ("SN", "SL"):
+    append = out.append
+    n = len(morphs)
+    skip = 0  # morphemes before this were joined into the last one
+    for i, m in enumerate(morphs):
+        if i < skip:
+            continue
+        tag = m.tag
+        if tag == "NNG":
+            if not "가" <= m.form[:1] <= "힣" and _CJK.fullmatch(m.form):
+                m.tag = "SH"
+        elif tag == "NR":
+            if m.form == "하나" and out and out[-1].start + out[-1].len == m.start:
+                m.tag = "XSV"  # 제조하나?: a verb's 하 + 나 in the noun's word, not the numeral "one"
+        elif tag == "SN" or tag == "SL":
             j, end = i, m.start + m.len
             while (
                 j + 2 < n and morphs[j + 1].start == end and morphs[j + 1].form in (".", ",")
-                and morphs[j + 2].tag == m.tag and morphs[j + 2].start == end + 1
+                and morphs[j + 2].tag == tag and morphs[j + 2].start == end + 1
             ):
                 j += 2
                 end = morphs[j].start + morphs[j].len
-            if m.tag == "SL" and j > i and j + 1 < n and morphs[j + 1].form == "." and morphs[j + 1].start == end:
+            if tag == "SL" and j > i and j + 1 < n and morphs[j + 1].form == "." and morphs[j + 1].start == end:
                 j, end = j + 1, end + 1  # the last dot of U.S.
             if j > i:
-                out.append(_Morph(text[m.start:end], m.tag, m.start, end - m.start))
-                i = j + 1
+                append(_Morph(text[m.start:end], tag, m.start, end - m.start))
+                skip = j + 1
                 continue
-        out.append(m)
-        i += 1
+        append(m)
     return out
 
 
@@ -222,21 +247,24 @@ def _tokens_of(morphs) -> list[str]:
         nouns.clear()
 
     for m in morphs:
-        if m.tag in ("NNG", "NNP"):
+        tag = m.tag
+        if tag == "NNG" or tag == "NNP":
             if nouns and m.start != nouns[-1].start + nouns[-1].len:
                 flush_nouns()
             nouns.append(m)
-        else:
+        elif nouns:
             flush_nouns()
-        if m.tag in ("SL", "SN"):
+        if tag == "SL" or tag == "SN":
             if run and m.start != run[-1].start + run[-1].len:
                 flush()
             run.append(m)
             continue
-        flush()
-        tok = _norm(m.form, m.tag)
-        if tok:
-            out.append(tok)
+        if run:
+            flush()
+        if tag in _KEEP_TAGS:  # _norm's answer for every other tag (SL and SN went to `run`) is None
+            tok = _norm(m.form, tag)
+            if tok:
+                out.append(tok)
     flush()
     flush_nouns()
     return out
@@ -403,8 +431,10 @@ def _start_after(line: str, end: int, starts: list[int]) -> None:
 
 
 def tokens_between(morphs: list, a: int, b: int) -> list[str]:
-    """Index tokens of text[a:b] from the morphemes `korean_sentences` gave for the whole text."""
-    return _tokens_of([m for m in morphs if a <= m.start < b])
+    """Index tokens of text[a:b] from the morphemes `korean_sentences` gave for the whole text (in the order
+    of their offsets)."""
+    start = attrgetter("start")
+    return _tokens_of(morphs[bisect_left(morphs, a, key=start):bisect_left(morphs, b, key=start)])
 
 
 def split_sentences(text: str) -> list[str]:
@@ -469,15 +499,19 @@ def english_sentence_spans(text: str) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [len(text)]))
 
 
-_HANGUL_CHAR = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 _LATIN_CHAR = re.compile(r"[A-Za-z]")
+_LATIN_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NEITHER_ASCII_NOR_HANGUL = re.compile(r"[^\x00-\x7f\uac00-\ud7a3\u3131-\u318e]+")
 
 
 def is_korean(text: str) -> bool:
-    """True when Hangul outnumbers Latin letters (decides the answer language)."""
-    # subn counts without building a list of matches (a scraped page can be a 50 MB paragraph)
-    hangul = _HANGUL_CHAR.subn("", text)[1]
-    latin = _LATIN_CHAR.subn("", text)[1]
+    """True when Hangul (syllables and letters) is at least a third as frequent as Latin letters (decides the
+    answer language)."""
+    # Counted without a match per character (a scraped page can be a 50 MB paragraph): what is left of the
+    # text without the runs of other non-ASCII characters is its ASCII and its Hangul.
+    ascii_ = text.encode("ascii", "ignore")
+    latin = len(ascii_) - len(ascii_.translate(None, _LATIN_LETTERS))
+    hangul = len(_NEITHER_ASCII_NOR_HANGUL.sub("", text)) - len(ascii_)
     return hangul > 0 and hangul * 3 >= latin
 
 

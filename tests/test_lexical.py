@@ -58,6 +58,26 @@ def test_analysis_survives_a_nul_and_threads():
         assert list(pool.map(tokenize, texts)) == [tokenize(t) for t in texts]
 
 
+def test_mecab_output_is_read_in_one_pass_as_line_by_line(seed_texts):
+    from ragqa import lexical
+
+    for text in seed_texts:
+        parsed = lexical.tagger().parse(text)
+        assert lexical._LINE.findall(parsed) == lexical._lines_one_by_one(parsed)
+
+
+def test_a_morpheme_line_with_fewer_features_is_one_morpheme_of_its_tag(monkeypatch):
+    from ragqa import lexical
+
+    class Tagger:  # as a user dictionary's short entries would make MeCab write
+        def parse(self, text):
+            return "알리\tNNP,*,F\n바바는\tNNG+JX,*,T,바바는,Inflect,NNG,JX,바바/NNG/*+는/JX/*\nEOS\n"
+
+    monkeypatch.setattr(lexical._local, "tagger", Tagger(), raising=False)
+    morphs = [(m.form, m.tag, m.start, m.len) for m in lexical.morphemes("알리바바는")]
+    assert morphs == [("알리", "NNP", 0, 2), ("바바", "NNG", 2, 3), ("는", "JX", 2, 3)]
+
+
 def test_is_korean():
     assert is_korean("미국이 H200 수출을 허용한 이유는?")
     assert not is_korean("Why did the US allow H200 exports?")

@@ -9,6 +9,7 @@ subprocesses whose generous timeouts are hang guards (they take seconds; the qua
 from __future__ import annotations
 
 import json
+import math
 import queue
 import re
 import signal
@@ -23,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SEEDS, make_settings, subprocess_env
-from ragqa import chunking, citations, corpus, store
+from ragqa import chunking, citations, corpus, lexical, store
 from ragqa.build import build_index
 from ragqa.retrieve import Retriever
 
@@ -79,6 +80,29 @@ def test_amounts_are_what_the_regexes_found(text):
     assert en == [(m.span(), m.group(1), m.group(2)) for m in OLD_EN_AMOUNT.finditer(text)]
 
 
+def old_approx_tokens(text: str) -> int:
+    """One token per Hangul/CJK character, digit or punctuation mark (each character once: the four patterns
+    counted the symbols and unassigned code points of the CJK blocks twice, ䷀ as Hanja and punctuation)."""
+    single = re.compile(r"[\uac00-\ud7a3\u3131-\u318e\u3400-\u9fff\uf900-\ufaff]|\d|[^\w\s]")
+    return math.ceil(len(single.findall(text)) + 1.3 * len(re.findall(r"[A-Za-z]+", text)))
+
+
+@PROPERTY
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+       | text_of("a", "가", "中", "１", "é", "\u00a0", "\x1c", "_", ".", " ", "ア"))
+def test_token_estimate_is_what_the_four_patterns_counted(text):
+    assert chunking.approx_tokens(text) == old_approx_tokens(text)
+
+
+@PROPERTY
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+       | text_of("a", "Z", "가", "ㄱ", "ㆎ", "㆏", "힣", "힤", "中", "é", " ", "1", "“"))
+def test_language_is_what_the_counting_patterns_said(text):
+    hangul = len(re.findall(r"[\uac00-\ud7a3\u3131-\u318e]", text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    assert lexical.is_korean(text) == (hangul > 0 and hangul * 3 >= latin)
+
+
 def old_cuts(text: str, s: int, e: int, step: int) -> int:
     while chunking.approx_tokens(text[s:e]) > step and e - s > step:
         s += step
@@ -119,16 +143,16 @@ class Counting:
 @pytest.mark.parametrize("word", ["가", "0a1b2c3d4e5f", "a1"])
 def test_a_huge_word_is_cut_reading_each_character_a_few_times(monkeypatch, word):
     scanned = [0]
-    for name in ("_HAN", "_DIGIT", "_OTHER", "_LATIN_WORD"):
+    for name in ("_UNCOUNTED", "_LATIN_WORD"):
         monkeypatch.setattr(chunking, name, Counting(getattr(chunking, name), scanned))
     for n in (30_000, 300_000):  # above KOREAN_SENTENCE_CHARS: the linear sentence splitter
         scanned[0] = 0
         text = (word * n)[:n]
         pieces = chunking.split_paragraph(text, 220)
         assert "".join(pieces) == text and max(len(p) for p in pieces) <= 220  # cut every 220 characters
-        # Each of the four patterns reads the text a few times (the whole, each sentence, each word, each
+        # Each of the two patterns reads the text a few times (the whole, each sentence, each word, each
         # piece); the old loop re-read the rest of the word for every cut: n * n / 440 characters.
-        assert scanned[0] <= 4 * 6 * n, (n, scanned[0])
+        assert scanned[0] <= 2 * 6 * n, (n, scanned[0])
 
 
 def test_many_article_starts_check_each_paragraph_once(monkeypatch):
