@@ -62,15 +62,18 @@ def split_paragraph(text: str, max_tokens: int) -> list[str]:
 def _pieces(text: str, spans: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
     """(start, end) of each piece of a paragraph over budget, given its sentence spans; stripped, none empty."""
     total = approx_tokens(text)
-    units: list[tuple[int, int]] = []
+    units: list[tuple[int, int, int]] = []  # sentences (or parts of one over budget) and their tokens
     for a, b in spans:
-        units.extend(_hard_split(text, a, b, max_tokens))
+        n = approx_tokens(text[a:b])
+        if n <= max_tokens:
+            units.append((a, b, n))
+        else:
+            units.extend((s, e, approx_tokens(text[s:e])) for s, e in _hard_split(text, a, b, max_tokens))
     parts = math.ceil(total / max_tokens)
     target = total / parts
     cuts: list[tuple[int, int]] = []
     start, size = units[0][0], 0
-    for a, b in units:
-        n = approx_tokens(text[a:b])
+    for a, b, n in units:
         if size and (size + n > max_tokens or size >= target):
             cuts.append((start, a))
             start, size = a, 0
@@ -110,8 +113,6 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
 
 def _hard_split(text: str, a: int, b: int, max_tokens: int) -> list[tuple[int, int]]:
     """A sentence longer than the budget is cut at spaces (or anywhere, for unbroken text)."""
-    if approx_tokens(text[a:b]) <= max_tokens:
-        return [(a, b)]
     out, start, size = [], a, 0
     for m in re.finditer(r"\S+\s*", text[a:b]):
         n = approx_tokens(m.group())

@@ -90,44 +90,27 @@ def morphemes(text: str) -> list[_Morph]:
     pos = 0
     find = text.find
     # MeCab reads a C string: a NUL would end the text early (same length, so offsets stay right)
-    for surface, tag, kind, expression in _lines(tagger().parse(text.replace("\0", " ") if "\0" in text else text)):
+    parsed = tagger().parse(text.replace("\0", " ") if "\0" in text else text)
+    for line in parsed.split("\n"):
+        surface, tab, feature = line.partition("\t")
+        if not tab:  # EOS
+            break
         start = find(surface, pos)
         if start < 0:
             start = pos
         n = len(surface)
         pos = start + n
-        if kind == "*" or kind == "Compound" or expression == "*":
+        f = feature.split(",", 8)
+        tag = f[0]
+        if len(f) < 8 or f[4] in ("*", "Compound") or f[7] == "*":
             # a dictionary compound stays whole, as news writes it: 반도체 (not 반 + 도체), 창업자, 동영상
             append(_Morph(surface, _TAGS.get(tag, tag), start, n))
         else:  # Inflect, Preanalysis: 밝혔 = 밝히/VV + 었/EP
-            for part in expression.split("+"):
+            for part in f[7].split("+"):
                 form, _, rest = part.partition("/")
                 t = rest.partition("/")[0]
                 append(_Morph(form, _TAGS.get(t, t), start, n))
     return _joined(text, out)
-
-
-# A line of MeCab-ko's output: surface, then mecab-ko-dic's eight features, of which ragqa reads the tag (NNG),
-# the type (Inflect, Compound, Preanalysis or *) and the expression (밝히/VV/*+었/EP/*).
-_LINE = re.compile(r"([^\t\n]*)\t([^,\n]*),[^,\n]*,[^,\n]*,[^,\n]*,([^,\n]*),[^,\n]*,[^,\n]*,([^,\n]*)[^\n]*\n")
-
-
-def _lines(parsed: str) -> list[tuple[str, str, str, str]]:
-    """(surface, tag, type, expression) of each morpheme MeCab gave, in order."""
-    rows = _LINE.findall(parsed)  # one pass in C; the output ends with a line "EOS"
-    return rows if len(rows) == parsed.count("\n") - 1 else _lines_one_by_one(parsed)
-
-
-def _lines_one_by_one(parsed: str) -> list[tuple[str, str, str, str]]:
-    """`_lines` for output with a line of fewer features (a user dictionary's?): a whole morpheme of its tag."""
-    rows = []
-    for line in parsed.split("\n"):
-        surface, tab, feature = line.partition("\t")
-        if not tab:  # EOS
-            break
-        f = feature.split(",", 8)
-        rows.append((surface, f[0], f[4], f[7]) if len(f) >= 8 else (surface, f[0], "*", "*"))
-    return rows
 
 
 # mecab-ko-dic's counting nouns (개, 명, 년) are dependent nouns, as in the Sejong tag set

@@ -58,14 +58,6 @@ def test_analysis_survives_a_nul_and_threads():
         assert list(pool.map(tokenize, texts)) == [tokenize(t) for t in texts]
 
 
-def test_mecab_output_is_read_in_one_pass_as_line_by_line(seed_texts):
-    from ragqa import lexical
-
-    for text in seed_texts:
-        parsed = lexical.tagger().parse(text)
-        assert lexical._LINE.findall(parsed) == lexical._lines_one_by_one(parsed)
-
-
 def test_a_morpheme_line_with_fewer_features_is_one_morpheme_of_its_tag(monkeypatch):
     from ragqa import lexical
 
