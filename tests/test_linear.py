@@ -249,6 +249,18 @@ def megabyte_lines(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def long_build(tmp_path_factory):
+    """Eight different 5 MB lines of Hangul without a space: a build of ~9 s on two cores (AMD EPYC), long
+    enough to be interrupted (the megabyte lines alone take under 2 s)."""
+    d = tmp_path_factory.mktemp("long_build")
+    n = 5_000_000 // 3
+    text = "".join(chr(0xAC00 + i * 7919 % 11172) for i in range(n))
+    for k in range(8):
+        (d / f"hangul-{k}.txt").write_text(text[k * 1000:] + text[:k * 1000], encoding="utf-8")
+    return d
+
+
 def index_cmd(corpus_dir, index_dir) -> list[str]:
     return [sys.executable, "-m", "ragqa", "index", str(corpus_dir), "--index-dir", str(index_dir),
             "--embed-model", "none"]
@@ -269,7 +281,7 @@ def test_index_of_megabyte_lines_finishes(megabyte_lines, tmp_path):
 # not exit within 15 s of SIGINT, while the test passes alone, with its module, after test_embed/test_bundled,
 # and beside three busy processes; the cause is not found yet (see the closing note of issue 14's session).
 @pytest.mark.slow
-def test_ctrl_c_stops_a_long_build_and_keeps_the_index(megabyte_lines, tmp_path):
+def test_ctrl_c_stops_a_long_build_and_keeps_the_index(long_build, tmp_path):
     cfg = make_settings(tmp_path)
     build_index([SEEDS], cfg)
     queries = ["미국이 H200 수출을 허용한 이유는?", "알리바바 자체 칩"]
@@ -283,7 +295,7 @@ def test_ctrl_c_stops_a_long_build_and_keeps_the_index(megabyte_lines, tmp_path)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    proc = subprocess.Popen(index_cmd(megabyte_lines, cfg.index_dir), env={**subprocess_env(), "RAGQA_LLM": "none"},
+    proc = subprocess.Popen(index_cmd(long_build, cfg.index_dir), env={**subprocess_env(), "RAGQA_LLM": "none"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stderr], daemon=True).start()
