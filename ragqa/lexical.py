@@ -4,6 +4,7 @@ and BM25."""
 from __future__ import annotations
 
 import re
+import string
 import threading
 from bisect import bisect_left
 from functools import cached_property, lru_cache
@@ -483,7 +484,7 @@ def english_sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 _LATIN_CHAR = re.compile(r"[A-Za-z]")
-_LATIN_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_LATIN_LETTERS = string.ascii_letters.encode()
 _NEITHER_ASCII_NOR_HANGUL = re.compile(r"[^\x00-\x7f\uac00-\ud7a3\u3131-\u318e]+")
 
 

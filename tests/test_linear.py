@@ -250,12 +250,11 @@ def megabyte_lines(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def long_build(tmp_path_factory):
-    """Eight different 5 MB lines of Hangul without a space: a build of ~9 s on two cores (AMD EPYC), long
-    enough to be interrupted (the megabyte lines alone take under 2 s)."""
+def long_build(megabyte_lines, tmp_path_factory):
+    """Eight different 5 MB lines of Hangul without a space (the megabyte Hangul line, rotated): a build of ~9 s
+    on two cores (AMD EPYC), long enough to be interrupted (the megabyte lines alone take under 2 s)."""
     d = tmp_path_factory.mktemp("long_build")
-    n = 5_000_000 // 3
-    text = "".join(chr(0xAC00 + i * 7919 % 11172) for i in range(n))
+    text = (megabyte_lines / "hangul.txt").read_text(encoding="utf-8")
     for k in range(8):
         (d / f"hangul-{k}.txt").write_text(text[k * 1000:] + text[:k * 1000], encoding="utf-8")
     return d
